@@ -1,0 +1,1 @@
+"""ONNX model manifest, preparation and inference wrappers (face payment arrives in a later release)."""
