@@ -1,0 +1,280 @@
+"""The FastAPI application: kiosk routes, operator routes, health and metrics."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated, Any
+
+from fastapi import APIRouter, FastAPI, HTTPException, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from sqlalchemy import func
+from sqlmodel import Session, col, select
+
+from edge.api.auth import Courier, Operator, Terminal
+from edge.api.schemas import (
+    CompartmentOut,
+    CourierLogin,
+    CourierSessionOut,
+    DepositRequest,
+    DeviceOut,
+    ErrorResponse,
+    EventOut,
+    ExpectRequest,
+    OpenedOut,
+    OpenRequest,
+    OperationOut,
+    ParcelOut,
+    PickupRequest,
+    ReturnRequest,
+    SizeAvailability,
+)
+from edge.db.tables import Compartment, OutboxEvent, Parcel
+from edge.lockers.errors import LockerError
+from edge.lockers.service import OpenedDoor
+from edge.lockers.states import CompartmentState
+
+if TYPE_CHECKING:
+    from edge.app import EdgeApp
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorResponse} for code in (401, 403, 404, 409, 410, 422, 429, 503, 504)
+}
+
+
+def _opened(door: OpenedDoor) -> OpenedOut:
+    return OpenedOut(
+        operation_id=door.operation_id, compartment=door.compartment_id, kind=door.kind
+    )
+
+
+def create_api(edge: EdgeApp) -> FastAPI:
+    api = FastAPI(
+        title="Edge controller local API",
+        version=edge.version,
+        description="Kiosk and operator API of one site. Kiosk routes take `X-Kiosk-Token` "
+        "(and `X-Courier-Session` for courier actions); operator routes take "
+        "`Authorization: Bearer <operator token>`.",
+    )
+    api.state.edge = edge
+
+    @api.exception_handler(LockerError)
+    async def locker_error(_request: Request, exc: LockerError) -> JSONResponse:
+        return JSONResponse(
+            status_code=exc.status,
+            content={"error": {"code": exc.code, "message": exc.message, "details": exc.details}},
+        )
+
+    @api.exception_handler(HTTPException)
+    async def http_error(_request: Request, exc: HTTPException) -> JSONResponse:
+        detail = (
+            exc.detail
+            if isinstance(exc.detail, dict)
+            else {"code": "http_error", "message": str(exc.detail)}
+        )
+        return JSONResponse(
+            status_code=exc.status_code, content={"error": detail}, headers=exc.headers
+        )
+
+    @api.exception_handler(RequestValidationError)
+    async def invalid_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = [
+            {"path": ".".join(str(p) for p in e["loc"]), "message": e["msg"]} for e in exc.errors()
+        ]
+        return JSONResponse(
+            status_code=422,
+            content={
+                "error": {
+                    "code": "invalid_request",
+                    "message": "The request body is not valid.",
+                    "details": {"problems": problems},
+                }
+            },
+        )
+
+    api.include_router(kiosk_routes(edge), prefix="/api/v1/kiosk", tags=["kiosk"])
+    api.include_router(operator_routes(edge), prefix="/api/v1", tags=["operator"])
+
+    @api.get("/api/v1/health", tags=["health"])
+    async def health() -> dict[str, Any]:
+        return {"status": "ok", "site": edge.config.site.id, "version": edge.version}
+
+    @api.get("/metrics", tags=["health"], response_class=Response)
+    async def metrics() -> Response:
+        await edge.db.read(edge.metrics.read_database)
+        for device in edge.health.devices.values():
+            edge.metrics.device_up.labels(device.name, device.kind).set(
+                1 if device.available else 0
+            )
+        for name, bus in edge.locks.buses.items():
+            edge.metrics.bus_requests.labels(name).set(bus.metrics.requests)
+            edge.metrics.bus_timeouts.labels(name).set(bus.metrics.timeouts)
+            edge.metrics.bus_corrupt.labels(name).set(bus.metrics.corrupt_frames)
+        for sensor in edge.config.temperature_sensors:
+            last = edge.temperature.watches[sensor.name].last_celsius
+            if last is not None:
+                edge.metrics.temperature.labels(sensor.name, sensor.zone.value).set(last)
+        return Response(edge.metrics.render(), media_type="text/plain; version=0.0.4")
+
+    return api
+
+
+def kiosk_routes(edge: EdgeApp) -> APIRouter:
+    router = APIRouter(responses=ERRORS)
+    lockers = edge.lockers
+
+    @router.post("/courier/sessions", status_code=201)
+    async def courier_sign_in(body: CourierLogin, terminal: Terminal) -> CourierSessionOut:
+        session = await lockers.courier_login(terminal, body.courier_id, body.credential)
+        return CourierSessionOut(
+            token=session.token,
+            courier_id=session.courier_id,
+            courier_name=session.courier_name,
+            expires_in_s=lockers.rules.courier_session_s,
+        )
+
+    @router.delete("/courier/sessions/current", status_code=204)
+    async def courier_sign_out(courier: Courier) -> None:
+        lockers.courier_logout(courier.token)
+
+    @router.get("/sizes")
+    async def sizes(_terminal: Terminal) -> list[SizeAvailability]:
+        def count(s: Session) -> list[SizeAvailability]:
+            rows = s.exec(
+                select(Compartment.zone, Compartment.size, func.count())
+                .where(Compartment.state == CompartmentState.FREE, Compartment.enabled == True)  # noqa: E712
+                .group_by(Compartment.zone, Compartment.size)
+            ).all()
+            return [SizeAvailability(zone=z, size=sz, free=n) for z, sz, n in rows]
+
+        return await edge.db.read(count)
+
+    @router.post("/deposits", status_code=201)
+    async def deposit(body: DepositRequest, courier: Courier) -> OpenedOut:
+        """Unlock the smallest free compartment that fits; answers once the door is open."""
+        door = await lockers.start_deposit(
+            courier.courier_id, body.parcel_code, body.size, body.zone
+        )
+        return _opened(door)
+
+    @router.post("/deposits/{operation_id}/cancel", status_code=204)
+    async def cancel_deposit(operation_id: str, courier: Courier) -> None:
+        await lockers.cancel_deposit(operation_id, courier.courier_id)
+
+    @router.get("/operations/{operation_id}")
+    async def operation(
+        operation_id: str,
+        _terminal: Terminal,
+        wait: Annotated[float, Query(ge=0, le=60)] = 0,
+    ) -> OperationOut:
+        """An operation's state; ``wait`` long-polls until it completes. A completed deposit
+        carries its pickup code for a short while, for the kiosk to show."""
+        view = await lockers.wait_operation(operation_id, wait_s=wait)
+        return OperationOut(
+            id=view.id,
+            kind=view.kind,
+            state=view.state,
+            compartment=view.compartment_id,
+            parcel_id=view.parcel_id,
+            pickup_code=view.pickup_code,
+        )
+
+    @router.post("/pickups", status_code=201)
+    async def pickup(body: PickupRequest, terminal: Terminal) -> OpenedOut:
+        return _opened(await lockers.start_pickup(terminal, body.code))
+
+    @router.get("/returns")
+    async def returns(_courier: Courier) -> list[ParcelOut]:
+        return [
+            ParcelOut.model_validate(p, from_attributes=True)
+            for p in await lockers.expired_parcels()
+        ]
+
+    @router.post("/returns", status_code=201)
+    async def collect_return(body: ReturnRequest, courier: Courier) -> OpenedOut:
+        return _opened(await lockers.start_return(courier.courier_id, body.parcel_id))
+
+    return router
+
+
+def operator_routes(edge: EdgeApp) -> APIRouter:
+    router = APIRouter(responses=ERRORS)
+    lockers = edge.lockers
+
+    @router.get("/compartments")
+    async def compartments(_op: Operator) -> list[CompartmentOut]:
+        rows = await edge.db.read(
+            lambda s: s.exec(select(Compartment).order_by(col(Compartment.id))).all()
+        )
+        return [CompartmentOut.model_validate(r, from_attributes=True) for r in rows]
+
+    @router.post("/compartments/{compartment_id}/open", status_code=201)
+    async def open_compartment(
+        compartment_id: str, body: OpenRequest, actor: Operator
+    ) -> OpenedOut:
+        return _opened(await lockers.operator_open(compartment_id, body.reason, actor))
+
+    @router.post("/compartments/{compartment_id}/disable")
+    async def disable(compartment_id: str, actor: Operator) -> CompartmentOut:
+        comp = await lockers.set_enabled(compartment_id, False, actor)
+        return CompartmentOut.model_validate(comp, from_attributes=True)
+
+    @router.post("/compartments/{compartment_id}/enable")
+    async def enable(compartment_id: str, actor: Operator) -> CompartmentOut:
+        comp = await lockers.set_enabled(compartment_id, True, actor)
+        return CompartmentOut.model_validate(comp, from_attributes=True)
+
+    @router.get("/parcels")
+    async def parcels(
+        _op: Operator, state: str | None = None, limit: Annotated[int, Query(ge=1, le=1000)] = 200
+    ) -> list[ParcelOut]:
+        def load(s: Session) -> list[ParcelOut]:
+            query = select(Parcel).order_by(col(Parcel.updated_at).desc()).limit(limit)
+            if state:
+                query = query.where(Parcel.state == state)
+            return [ParcelOut.model_validate(p, from_attributes=True) for p in s.exec(query)]
+
+        return await edge.db.read(load)
+
+    @router.post("/parcels/expected", status_code=201)
+    async def expect(body: ExpectRequest, _op: Operator) -> ParcelOut:
+        parcel = await lockers.expect_parcel(body.code, body.size, body.zone, body.recipient)
+        return ParcelOut.model_validate(parcel, from_attributes=True)
+
+    @router.get("/events")
+    async def events(
+        _op: Operator, after_seq: int = 0, limit: Annotated[int, Query(ge=1, le=1000)] = 100
+    ) -> list[EventOut]:
+        site = edge.config.site.id
+
+        def load(s: Session) -> list[EventOut]:
+            rows = s.exec(
+                select(OutboxEvent)
+                .where(OutboxEvent.seq > after_seq)
+                .order_by(col(OutboxEvent.seq))
+                .limit(limit)
+            ).all()
+            return [
+                EventOut(
+                    id=r.id,
+                    seq=r.seq,
+                    type=r.type,
+                    ts=r.ts,
+                    site=site,
+                    data=r.data,
+                    delivered=r.delivered_at is not None,
+                )
+                for r in rows
+            ]
+
+        return await edge.db.read(load)
+
+    @router.get("/devices")
+    async def devices(_op: Operator) -> list[DeviceOut]:
+        return [
+            DeviceOut(
+                name=d.name, kind=d.kind, available=d.available, reason=d.reason, since=d.since
+            )
+            for d in edge.health.devices.values()
+        ]
+
+    return router

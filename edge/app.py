@@ -1,0 +1,158 @@
+"""The composition root: builds the whole controller from one configuration, and runs it.
+
+Everything the controller is made of is created here and nowhere else; the pieces receive
+what they need through their constructors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from functools import partial
+
+import uvicorn
+
+from edge import __version__
+from edge.clock import Clock
+from edge.config.models import EdgeConfig
+from edge.db import Database
+from edge.db.migrate import upgrade_to_head
+from edge.devices.health import DeviceHealth
+from edge.hardware.locks import LockController
+from edge.lockers.service import LockerService
+from edge.lockers.temperature import TemperatureMonitor
+from edge.metrics import Metrics
+from edge.runtime.supervisor import Supervisor
+
+log = logging.getLogger(__name__)
+
+# How long a stop waits for doors already being unlocked before it lets go.
+SHUTDOWN_GRACE_S = 5.0
+
+
+class EdgeApp:
+    def __init__(self, config: EdgeConfig, clock: Clock | None = None) -> None:
+        self.config = config
+        self.version = __version__
+        self.db = Database(config.database_path, config.site.id, clock)
+        upgrade_to_head(self.db.engine)
+        self.metrics = Metrics()
+        self.db.add_event_listener(self.metrics.count_events)
+        self.health = DeviceHealth(self.db)
+        self.locks = LockController(config.lockboards)
+        for bus in config.lockboards:
+            self.health.register(bus.name, "lock_bus")
+        self.lockers = LockerService(config, self.db, self.locks, clock)
+        self.temperature = TemperatureMonitor(config, self.db, self.health)
+        self.supervisor = Supervisor()
+        self.http: uvicorn.Server | None = None
+        self._http_task: asyncio.Task[None] | None = None
+        self._checks: set[asyncio.Task[object]] = set()
+        self.started = asyncio.Event()
+        self._stopping = False
+
+    async def start(self, serve_http: bool = True) -> None:
+        self.lockers.sync_from_config()
+        interrupted = await self.lockers.recover_interrupted()
+        if interrupted:
+            log.warning(
+                "operations interrupted by the last stop were flagged", extra={"count": interrupted}
+            )
+        self.locks.add_door_listener(self.lockers.door_seen)
+        self.locks.add_availability_listener(self._bus_availability)
+        self.supervisor.start("door-events", self.lockers.process_door_events)
+        await self.locks.start()
+        for bus in self.config.lockboards:
+            self.supervisor.start(f"poll:{bus.name}", partial(self.locks.poll_forever, bus.name))
+        for sensor in self.config.temperature_sensors:
+            self.supervisor.start(
+                f"temperature:{sensor.name}", partial(self.temperature.watch_forever, sensor)
+            )
+        self.supervisor.start("expiry", self.lockers.expire_forever)
+        if serve_http:
+            await self._start_http()
+        # A bus whose port is missing at boot is reported offline, not left unknown.
+        results = await asyncio.gather(
+            *(self.locks.buses[bus.name].wait_available(2.0) for bus in self.config.lockboards)
+        )
+        for bus, up in zip(self.config.lockboards, results, strict=True):
+            if not up:
+                self.health.set(bus.name, False, f"port {bus.port} not available")
+        self.started.set()
+        log.info(
+            "controller started",
+            extra={
+                "site": self.config.site.id,
+                "version": self.version,
+                "database": str(self.db.path),
+            },
+        )
+
+    def _bus_availability(self, bus: str, available: bool) -> None:
+        if self._stopping:
+            return  # closing a port on a clean stop is not a device failure
+        self.health.set(bus, available, None if available else "no answer from the bus")
+        if available:
+            # Every time a bus comes (back) up, compare its doors with the database.
+            task: asyncio.Task[object] = asyncio.ensure_future(self.lockers.check_bus(bus))
+            self._checks.add(task)
+            task.add_done_callback(self._checks.discard)
+
+    async def wait_checked(self) -> None:
+        """Until the boot checks started so far have finished (tests and the demo)."""
+        while self._checks:
+            await asyncio.gather(*list(self._checks), return_exceptions=True)
+
+    async def _start_http(self) -> None:
+        from edge.api.app import create_api
+
+        api = create_api(self)
+        config = uvicorn.Config(
+            api,
+            host=self.config.http.host,
+            port=self.config.http.port,
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+        )
+        self.http = uvicorn.Server(config)
+        self._http_task = asyncio.create_task(self.http.serve(), name="http")
+        while not self.http.started:
+            if self._http_task.done():
+                self._http_task.result()  # raises why it could not start (port taken)
+                raise RuntimeError("the HTTP server stopped during start-up")
+            await asyncio.sleep(0.01)
+
+    @property
+    def http_port(self) -> int | None:
+        if self.http is None or not self.http.servers:
+            return None
+        port: int = self.http.servers[0].sockets[0].getsockname()[1]
+        return port
+
+    async def stop(self) -> None:
+        """Clean stop: refuse new unlocks, let commanded ones finish, then close everything."""
+        self.lockers.stop_accepting()
+        self._stopping = True
+        await self.lockers.drain_in_flight(SHUTDOWN_GRACE_S)
+        if self.http is not None and self._http_task is not None:
+            self.http.should_exit = True
+            with contextlib.suppress(Exception):
+                await self._http_task
+        for task in list(self._checks):
+            task.cancel()
+        await self.supervisor.stop()
+        await self.locks.close()
+        await self.temperature.close()
+        await self.health.flush()
+        self.db.close()
+        log.info("controller stopped", extra={"site": self.config.site.id})
+
+
+async def run_until_signalled(app: EdgeApp, stop: asyncio.Event) -> None:
+    await app.start()
+    try:
+        await stop.wait()
+    finally:
+        await app.stop()

@@ -1,0 +1,1 @@
+"""Benchmarks behind ``edge bench NAME``: each prints one JSON object as its last line."""

@@ -1,0 +1,167 @@
+"""The ``edge`` command line. Errors are one clear sentence, never a bare traceback."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from edge import __version__
+from edge.config import ConfigError, EdgeConfig, load_config
+
+log = logging.getLogger("edge.cli")
+
+EXIT_OK, EXIT_FAILURE, EXIT_INVALID = 0, 1, 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "handler"):
+        parser.print_help()
+        return EXIT_INVALID
+    try:
+        code: int = args.handler(args)
+        return code
+    except ConfigError as exc:
+        _print_problems(exc)
+        return EXIT_INVALID
+    except KeyboardInterrupt:
+        return EXIT_OK
+    except Exception as exc:  # the last line of defence: one sentence, details in the log
+        logging.getLogger("edge").debug("command failed", exc_info=True)
+        print(f"edge: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="edge", description="Edge controller for unattended stores and smart lockers."
+    )
+    parser.add_argument("--version", action="version", version=f"edge {__version__}")
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    run = commands.add_parser("run", help="run the controller until SIGINT/SIGTERM")
+    run.add_argument(
+        "--config",
+        required=True,
+        type=Path,
+        metavar="PATH",
+        default=os.environ.get("EDGE_CONFIG"),
+        help="configuration file (YAML)",
+    )
+    run.set_defaults(handler=cmd_run)
+
+    demo = commands.add_parser(
+        "demo", help="run the whole controller on simulated hardware and walk through it"
+    )
+    demo.add_argument(
+        "--data-dir",
+        type=Path,
+        help="keep the demo database here (default: a fresh temporary folder)",
+    )
+    demo.add_argument("--port", type=int, default=8080, help="HTTP port (default 8080)")
+    demo.add_argument(
+        "--exit-after-walkthrough",
+        action="store_true",
+        help="stop after the guided deposit and pickup instead of serving on",
+    )
+    demo.set_defaults(handler=cmd_demo)
+
+    config = commands.add_parser("config", help="configuration tools")
+    config_commands = config.add_subparsers(title="config commands", metavar="COMMAND")
+    check = config_commands.add_parser("check", help="validate a configuration file")
+    check.add_argument("path", type=Path, metavar="PATH")
+    check.set_defaults(handler=cmd_config_check)
+
+    db = commands.add_parser("db", help="database tools")
+    db_commands = db.add_subparsers(title="db commands", metavar="COMMAND")
+    upgrade = db_commands.add_parser("upgrade", help="migrate the database to this release")
+    upgrade.add_argument("--config", required=True, type=Path, metavar="PATH")
+    upgrade.set_defaults(handler=cmd_db_upgrade)
+
+    bench = commands.add_parser("bench", help="run a benchmark; the last line is JSON")
+    bench.add_argument("name", choices=["locker"], help="which benchmark")
+    bench.add_argument("--cycles", type=int, default=1000, help="deposit+pickup cycles")
+    bench.set_defaults(handler=cmd_bench)
+    return parser
+
+
+def _print_problems(exc: ConfigError) -> None:
+    print(
+        f"{exc.source}: invalid configuration ({len(exc.problems)} problem"
+        f"{'s' if len(exc.problems) != 1 else ''}):",
+        file=sys.stderr,
+    )
+    for problem in exc.problems:
+        print(f"  {problem}", file=sys.stderr)
+
+
+def cmd_config_check(args: argparse.Namespace) -> int:
+    config = load_config(args.path)
+    print(
+        f"{args.path}: valid (site {config.site.id}, {len(config.lockboards)} lock bus(es), "
+        f"{len(config.lockers.compartments)} compartments, "
+        f"{len(config.temperature_sensors)} temperature sensor(s))"
+    )
+    return EXIT_OK
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    from edge.db.database import create_sqlite_engine
+    from edge.db.migrate import current_revision, upgrade_to_head
+
+    config = load_config(args.config)
+    engine = create_sqlite_engine(config.database_path)
+    before = current_revision(engine)
+    upgrade_to_head(engine)
+    print(f"{config.database_path}: {before or 'empty'} -> {current_revision(engine)}")
+    return EXIT_OK
+
+
+def _configure_logs(config: EdgeConfig) -> None:
+    from edge.logs import configure_logging
+
+    configure_logging(config.logging.level, config.logging.format)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    if args.config is None:
+        print("edge run: give --config PATH (or set EDGE_CONFIG)", file=sys.stderr)
+        return EXIT_INVALID
+    config = load_config(args.config)
+    _configure_logs(config)
+    asyncio.run(_run(config))
+    return EXIT_OK
+
+
+async def _run(config: EdgeConfig) -> None:
+    from edge.app import EdgeApp, run_until_signalled
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    app = EdgeApp(config)
+    await run_until_signalled(app, stop)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from edge.demo.run import run_demo
+
+    return asyncio.run(run_demo(args.data_dir, args.port, args.exit_after_walkthrough))
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from edge.bench.locker import run_locker_bench
+
+    return asyncio.run(run_locker_bench(args.cycles))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,243 @@
+"""Load a configuration file: YAML, then ``EDGE_...`` overrides, then validation.
+
+Every problem is reported at once, each with its YAML path (``lockboards[0].port``) and, where the
+value came from the file, its line, so an installer fixes a whole file in one pass.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from edge.config.models import EdgeConfig
+
+ENV_PREFIX = "EDGE_"
+# Variables with the prefix that name how to run, not what to configure.
+RESERVED_ENV = frozenset({"EDGE_CONFIG"})
+
+PathParts = tuple[str | int, ...]
+
+
+@dataclass(frozen=True)
+class Problem:
+    path: str
+    message: str
+    line: int | None = None
+    source: str | None = None
+    """Where the value came from when not the file (an environment variable)."""
+
+    def __str__(self) -> str:
+        where = self.path or "(top level)"
+        if self.line is not None:
+            where += f" (line {self.line})"
+        if self.source:
+            where += f" (from {self.source})"
+        return f"{where}: {self.message}"
+
+
+class ConfigError(Exception):
+    """The configuration is unusable; ``problems`` says every reason."""
+
+    def __init__(self, source: str, problems: list[Problem]) -> None:
+        self.source = source
+        self.problems = problems
+        super().__init__(f"{source}: {len(problems)} problem(s) in the configuration")
+
+
+def format_path(parts: PathParts) -> str:
+    text = ""
+    for part in parts:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            text += f".{part}" if text else str(part)
+    return text
+
+
+def _line_map(node: yaml.Node, prefix: PathParts = ()) -> Iterator[tuple[PathParts, int]]:
+    yield prefix, node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            yield from _line_map(value_node, (*prefix, str(key_node.value)))
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            yield from _line_map(item, (*prefix, index))
+
+
+def _env_overrides(environ: Mapping[str, str]) -> Iterator[tuple[str, PathParts, Any]]:
+    """``EDGE_HTTP__PORT=8081`` → (``http``, ``port``) = 8081; list items by index."""
+    for name, raw in sorted(environ.items()):
+        if not name.startswith(ENV_PREFIX) or name in RESERVED_ENV:
+            continue
+        parts: PathParts = tuple(
+            int(piece) if piece.isdigit() else piece.lower()
+            for piece in name[len(ENV_PREFIX) :].split("__")
+        )
+        yield name, parts, yaml.safe_load(raw) if raw else raw
+
+
+def _apply_override(document: dict[str, Any], parts: PathParts, value: Any) -> str | None:
+    """Set one scalar; returns why it cannot be applied, or None."""
+    target: Any = document
+    for depth, part in enumerate(parts[:-1]):
+        if isinstance(target, dict):
+            target = target.setdefault(part, {})
+        elif isinstance(target, list) and isinstance(part, int) and part < len(target):
+            target = target[part]
+        else:
+            return f"no such setting: {format_path(parts[: depth + 1])}"
+    last = parts[-1]
+    if isinstance(target, list) and isinstance(last, int) and last < len(target):
+        current = target[last]
+    elif isinstance(target, dict):
+        current = target.get(last)
+    else:
+        return f"no such setting: {format_path(parts)}"
+    if isinstance(current, dict | list):
+        return "only scalar settings can be overridden from the environment"
+    if isinstance(target, list):
+        target[int(last)] = value
+    else:
+        target[last] = value
+    return None
+
+
+def parse_config(
+    text: str, source: str = "<config>", environ: Mapping[str, str] | None = None
+) -> EdgeConfig:
+    environ = os.environ if environ is None else environ
+    try:
+        root = yaml.compose(text)
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        reason = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(source, [Problem("", f"not valid YAML: {reason}", line)]) from exc
+    if document is None:
+        document = {}
+    if not isinstance(document, dict):
+        raise ConfigError(source, [Problem("", "the file must be a mapping of settings")])
+    lines = dict(_line_map(root)) if root is not None else {}
+
+    problems: list[Problem] = []
+    env_sources: dict[PathParts, str] = {}
+    for name, parts, value in _env_overrides(environ):
+        error = _apply_override(document, parts, value)
+        if error:
+            problems.append(Problem(format_path(parts), error, source=name))
+        else:
+            env_sources[parts] = name
+
+    def problem(parts: PathParts, message: str) -> Problem:
+        env = env_sources.get(parts)
+        line = None if env else _nearest_line(lines, parts)
+        return Problem(format_path(parts), message, line, env)
+
+    try:
+        config = EdgeConfig.model_validate(document)
+    except ValidationError as exc:
+        for detail in exc.errors(include_url=False):
+            problems.append(problem(tuple(detail["loc"]), _clean_message(detail["msg"])))
+        raise ConfigError(source, problems) from None
+    problems.extend(problem(parts, message) for parts, message in cross_check(config))
+    if problems:
+        raise ConfigError(source, problems)
+    return config
+
+
+def load_config(
+    path: str | os.PathLike[str], environ: Mapping[str, str] | None = None
+) -> EdgeConfig:
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(str(file), [Problem("", f"cannot read file: {exc.strerror}")]) from exc
+    return parse_config(text, str(file), environ)
+
+
+def _nearest_line(lines: dict[PathParts, int], parts: PathParts) -> int | None:
+    # A missing key has no line of its own: point at its parent.
+    for end in range(len(parts), -1, -1):
+        if parts[:end] in lines:
+            return lines[parts[:end]]
+    return None
+
+
+def _clean_message(message: str) -> str:
+    return message.removeprefix("Value error, ")
+
+
+def cross_check(config: EdgeConfig) -> Iterator[tuple[PathParts, str]]:
+    """Checks that span sections: references, uniqueness, shared ports."""
+    ports: dict[str, PathParts] = {}
+    buses: dict[str, dict[int, int]] = {}
+    for i, bus in enumerate(config.lockboards):
+        if bus.name in buses:
+            yield ("lockboards", i, "name"), f"lock bus name {bus.name!r} is used twice"
+        buses[bus.name] = {board.address: board.locks for board in bus.boards}
+        if bus.port in ports:
+            yield (
+                ("lockboards", i, "port"),
+                f"port {bus.port} is already used by {format_path(ports[bus.port])}",
+            )
+        ports.setdefault(bus.port, ("lockboards", i))
+
+    sizes = config.lockers.sizes
+    seen_ids: set[str] = set()
+    seen_locks: dict[tuple[str, int, int], str] = {}
+    for i, comp in enumerate(config.lockers.compartments):
+        at: PathParts = ("lockers", "compartments", i)
+        if comp.id in seen_ids:
+            yield (*at, "id"), f"compartment id {comp.id!r} is used twice"
+        seen_ids.add(comp.id)
+        if comp.size not in sizes:
+            yield (*at, "size"), f"unknown size {comp.size!r}; configured sizes: {', '.join(sizes)}"
+        if comp.zone not in config.lockers.zones:
+            yield (*at, "zone"), f"zone {comp.zone.value!r} has no rule under lockers.zones"
+        boards = buses.get(comp.bus)
+        if boards is None:
+            yield (*at, "bus"), f"no lock bus named {comp.bus!r} under lockboards"
+            continue
+        if comp.board not in boards:
+            yield (*at, "board"), f"bus {comp.bus!r} has no board with address {comp.board}"
+            continue
+        if comp.lock > boards[comp.board]:
+            yield (
+                (*at, "lock"),
+                f"board {comp.board} on {comp.bus!r} has only {boards[comp.board]} locks",
+            )
+        key = (comp.bus, comp.board, comp.lock)
+        if key in seen_locks:
+            yield (*at, "lock"), f"lock already used by compartment {seen_locks[key]!r}"
+        seen_locks.setdefault(key, comp.id)
+
+    for i, sensor in enumerate(config.temperature_sensors):
+        if sensor.port in ports and ports[sensor.port][0] != "temperature_sensors":
+            # Modbus sensors may share one RS-485 line with each other, never with a lock bus.
+            yield (
+                ("temperature_sensors", i, "port"),
+                (f"port {sensor.port} is already used by {format_path(ports[sensor.port])}"),
+            )
+        ports.setdefault(sensor.port, ("temperature_sensors", i))
+        if sensor.zone not in config.lockers.zones:
+            yield ("temperature_sensors", i, "zone"), f"zone {sensor.zone.value!r} has no rule"
+        for j, comp_id in enumerate(sensor.compartments or []):
+            if comp_id not in seen_ids:
+                yield ("temperature_sensors", i, "compartments", j), f"no compartment {comp_id!r}"
+
+    id_lists: dict[PathParts, list[str]] = {
+        ("kiosks",): [kiosk.id for kiosk in config.kiosks],
+        ("lockers", "couriers"): [courier.id for courier in config.lockers.couriers],
+    }
+    for section, ids in id_lists.items():
+        for i, item_id in enumerate(ids):
+            if item_id in ids[:i]:
+                yield (*section, i, "id"), f"id {item_id!r} is used twice"

@@ -1,0 +1,107 @@
+"""The tables the controller keeps. Schema changes go through a migration in ``migrations/``."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Column, Index, UniqueConstraint
+from sqlalchemy.types import JSON
+from sqlmodel import Field, SQLModel
+
+
+class Compartment(SQLModel, table=True):
+    """One locker door. Hardware placement comes from the configuration; state lives here."""
+
+    __table_args__ = (UniqueConstraint("bus", "board", "lock"),)
+
+    id: str = Field(primary_key=True)
+    bus: str
+    board: int
+    lock: int
+    size: str
+    zone: str
+    enabled: bool = True
+    state: str = Field(index=True)
+    parcel_id: str | None = Field(default=None, foreign_key="parcel.id")
+    fault: str | None = None
+    door_open: bool | None = None
+    """Last door state seen from the board; None until the board was read."""
+    updated_at: datetime
+
+
+class Parcel(SQLModel, table=True):
+    __table_args__ = (Index("ix_parcel_code_state", "code", "state"),)
+
+    id: str = Field(primary_key=True)
+    code: str
+    """The carrier's tracking code, as scanned."""
+    state: str = Field(index=True)
+    size: str | None = None
+    zone: str
+    courier_id: str | None = None
+    compartment_id: str | None = None
+    pickup_code_hash: str | None = Field(default=None, unique=True)
+    recipient: str | None = None
+    expected_at: datetime | None = None
+    deposited_at: datetime | None = None
+    expires_at: datetime | None = Field(default=None, index=True)
+    picked_up_at: datetime | None = None
+    returned_at: datetime | None = None
+    updated_at: datetime
+
+
+class Courier(SQLModel, table=True):
+    id: str = Field(primary_key=True)
+    name: str = ""
+    credential_hash: str
+    active: bool = True
+    source: str = "config"
+    updated_at: datetime
+
+
+class DoorOperation(SQLModel, table=True):
+    """An unlock the controller commanded, from the command to the door closing again."""
+
+    id: str = Field(primary_key=True)
+    compartment_id: str = Field(foreign_key="compartment.id", index=True)
+    kind: str
+    state: str = Field(index=True)
+    parcel_id: str | None = Field(default=None, foreign_key="parcel.id")
+    actor: str
+    reason: str | None = None
+    prior_state: str
+    commanded_at: datetime
+    opened_at: datetime | None = None
+    closed_at: datetime | None = None
+
+
+class OutboxEvent(SQLModel, table=True):
+    """An event waiting for (or past) upstream delivery; written with the change it reports."""
+
+    __tablename__ = "outbox_event"
+
+    seq: int = Field(primary_key=True)
+    id: str = Field(unique=True)
+    type: str
+    ts: str
+    data: dict[str, object] = Field(sa_column=Column(JSON, nullable=False))
+    delivered_at: datetime | None = Field(default=None, index=True)
+
+
+class Counter(SQLModel, table=True):
+    """Named monotonic counters (the outbox ``seq``): incremented inside the writing transaction."""
+
+    name: str = Field(primary_key=True)
+    value: int
+
+
+class CodeAttempts(SQLModel, table=True):
+    """Wrong-code bookkeeping per terminal and kind of code: a restart does not lift a lockout."""
+
+    __tablename__ = "code_attempts"
+
+    key: str = Field(primary_key=True)
+    failures: int = 0
+    window_started_at: datetime | None = None
+    locked_until: datetime | None = None
+    lockouts: int = 0

@@ -1,0 +1,172 @@
+"""A simulated site: lock boards and temperature sensors on pseudo-terminals, and its config.
+
+Used by ``edge demo`` and ``edge bench``: the controller opens the simulators' ports like
+real serial devices and speaks the real wire protocols to them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from drivers.lockboard import BoardFamily
+from drivers.lockboard.simulator import LockBoardSimulator
+from drivers.temperature import RegisterMap
+from drivers.temperature.simulator import ModbusTemperatureSimulator
+from edge.config.models import EdgeConfig
+
+# Well-known on purpose: the demo runs on loopback with simulated hardware only.
+KIOSK_TOKEN = "demo-kiosk-token"  # noqa: S105
+OPERATOR_TOKEN = "demo-operator-token"  # noqa: S105
+COURIER_ID, COURIER_CREDENTIAL = "courier-1", "2468"
+TEMPERATURE_REGISTER = RegisterMap(address=0, table="holding", data_type="int16", scale=0.1)
+
+
+@dataclass
+class SimulatedSite:
+    """Ambient and chilled compartments on a 485-board bus, frozen ones on a Kerong bus."""
+
+    workdir: Path
+    locks_per_board: int = 12
+    unsolicited_reports: bool = True
+    boards: LockBoardSimulator | None = None
+    frozen: LockBoardSimulator | None = None
+    sensors: ModbusTemperatureSimulator | None = None
+    compartments: list[dict[str, Any]] = field(default_factory=list)
+
+    async def start(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.boards = LockBoardSimulator(
+            BoardFamily.BOARD_485,
+            {1: self.locks_per_board, 2: 6},
+            link=str(self.workdir / "ttyLOCKS0"),
+            unsolicited_reports=self.unsolicited_reports,
+        )
+        self.frozen = LockBoardSimulator(
+            BoardFamily.KERONG, {0: 4}, link=str(self.workdir / "ttyLOCKS1")
+        )
+        self.sensors = ModbusTemperatureSimulator(
+            {1: TEMPERATURE_REGISTER, 2: TEMPERATURE_REGISTER},
+            link_a=str(self.workdir / "ttyMODBUS-server"),
+            link_b=str(self.workdir / "ttyTEMP0"),
+        )
+        await self.boards.start()
+        await self.frozen.start()
+        await self.sensors.start()
+        self.sensors.set_temperature(1, 3.5)
+        self.sensors.set_temperature(2, -18.0)
+        sizes = ["S", "M", "L"]
+        self.compartments = (
+            [
+                {
+                    "id": f"A{lock:02d}",
+                    "bus": "lockers",
+                    "board": 1,
+                    "lock": lock,
+                    "size": sizes[(lock - 1) * 3 // self.locks_per_board],
+                    "zone": "ambient",
+                }
+                for lock in range(1, self.locks_per_board + 1)
+            ]
+            + [
+                {
+                    "id": f"C{lock:02d}",
+                    "bus": "lockers",
+                    "board": 2,
+                    "lock": lock,
+                    "size": "S" if lock <= 3 else "M",
+                    "zone": "chilled",
+                }
+                for lock in range(1, 7)
+            ]
+            + [
+                {
+                    "id": f"F{lock:02d}",
+                    "bus": "freezer",
+                    "board": 0,
+                    "lock": lock,
+                    "size": "M",
+                    "zone": "frozen",
+                }
+                for lock in range(1, 5)
+            ]
+        )
+
+    def config(self, http_port: int = 8080, **overrides: Any) -> EdgeConfig:
+        assert self.boards and self.frozen and self.sensors
+        document: dict[str, Any] = {
+            "site": {"id": "demo-site", "name": "Demo parcel and fresh-food locker"},
+            "data_dir": str(self.workdir),
+            "logging": {"level": "WARNING", "format": "console"},
+            "http": {"host": "127.0.0.1", "port": http_port, "operator_token": OPERATOR_TOKEN},
+            "code_secret": secrets.token_hex(16),
+            "kiosks": [{"id": "kiosk-1", "token": KIOSK_TOKEN}],
+            "lockboards": [
+                {
+                    "name": "lockers",
+                    "port": self.boards.port,
+                    "protocol": "485-board",
+                    "boards": [
+                        {"address": 1, "locks": self.locks_per_board},
+                        {"address": 2, "locks": 6},
+                    ],
+                    "poll_interval_s": 1.0,
+                },
+                {
+                    "name": "freezer",
+                    "port": self.frozen.port,
+                    "protocol": "kerong",
+                    "boards": [{"address": 0, "locks": 4}],
+                    "poll_interval_s": 0.5,
+                },
+            ],
+            "temperature_sensors": [
+                {
+                    "name": "chiller",
+                    "port": self.sensors.port,
+                    "device_id": 1,
+                    "zone": "chilled",
+                    "register": {"address": 0, "scale": 0.1},
+                    "poll_interval_s": 5,
+                },
+                {
+                    "name": "freezer-probe",
+                    "port": self.sensors.port,
+                    "device_id": 2,
+                    "zone": "frozen",
+                    "register": {"address": 0, "scale": 0.1},
+                    "poll_interval_s": 5,
+                },
+            ],
+            "lockers": {
+                "compartments": self.compartments,
+                "couriers": [
+                    {"id": COURIER_ID, "name": "Demo Courier", "credential": COURIER_CREDENTIAL}
+                ],
+                "door_open_timeout_s": 5,
+            },
+        }
+        for key, value in overrides.items():
+            document[key] = value
+        return EdgeConfig.model_validate(document)
+
+    def simulator_for(self, compartment_id: str) -> tuple[LockBoardSimulator, int, int]:
+        comp = next(c for c in self.compartments if c["id"] == compartment_id)
+        sim = self.boards if comp["bus"] == "lockers" else self.frozen
+        assert sim is not None
+        return sim, comp["board"], comp["lock"]
+
+    def close_door(self, compartment_id: str) -> None:
+        sim, board, lock = self.simulator_for(compartment_id)
+        sim.close_door(board, lock)
+
+    async def stop(self) -> None:
+        for sim in (self.boards, self.frozen):
+            if sim is not None:
+                await sim.stop()
+        if self.sensors is not None:
+            await self.sensors.stop()
+        await asyncio.sleep(0)

@@ -1,0 +1,1 @@
+"""Device availability: which devices answer, reported as events and metrics."""

@@ -1,0 +1,1 @@
+"""Adapters from configuration to drivers: the only place ``edge`` touches hardware."""

@@ -1,0 +1,1 @@
+"""Smart lockers: compartments, courier deposit, pickup, expiry, alarms, boot reconciliation."""

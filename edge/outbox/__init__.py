@@ -1,0 +1,1 @@
+"""The outbox: events written with the changes they report, waiting for upstream delivery."""

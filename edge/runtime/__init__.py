@@ -1,0 +1,1 @@
+"""Running the controller: the supervisor of its long-lived tasks."""
