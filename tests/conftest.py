@@ -1,0 +1,95 @@
+"""Shared fixtures: a simulated site on pseudo-terminals and the real controller driving it.
+
+Nothing here replaces the thing under test: the controller speaks the real lock-board and
+Modbus protocols to simulators that answer with the same bytes as the hardware.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from edge.app import EdgeApp
+from edge.clock import ManualClock
+from edge.demo.site import SimulatedSite
+from edge.outbox.store import Envelope
+
+
+class EventLog:
+    """Every envelope the app commits, with a way to wait for one without sleeping."""
+
+    def __init__(self) -> None:
+        self.events: list[Envelope] = []
+        self._changed = asyncio.Condition()
+
+    def __call__(self, envelopes: list[Envelope]) -> None:
+        self.events.extend(envelopes)
+        asyncio.get_running_loop().create_task(self._notify())
+
+    async def _notify(self) -> None:
+        async with self._changed:
+            self._changed.notify_all()
+
+    def of_type(self, type_: str) -> list[Envelope]:
+        return [e for e in self.events if e.type == type_]
+
+    async def wait_for(
+        self,
+        type_: str,
+        where: Callable[[Envelope], bool] = lambda _e: True,
+        timeout: float = 5.0,
+    ) -> Envelope:
+        def found() -> Envelope | None:
+            return next((e for e in self.events if e.type == type_ and where(e)), None)
+
+        async with asyncio.timeout(timeout):
+            async with self._changed:
+                await self._changed.wait_for(lambda: found() is not None)
+        event = found()
+        assert event is not None
+        return event
+
+
+@pytest.fixture
+async def site(tmp_path: Path) -> AsyncIterator[SimulatedSite]:
+    simulated = SimulatedSite(tmp_path / "site")
+    await simulated.start()
+    yield simulated
+    await simulated.stop()
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture
+def make_app(
+    site: SimulatedSite, clock: ManualClock
+) -> Callable[..., Any]:
+    """Build (not start) an app on the simulated site; overrides go to ``SimulatedSite.config``."""
+    created: list[EdgeApp] = []
+
+    def build(**overrides: Any) -> EdgeApp:
+        app = EdgeApp(site.config(http_port=0, **overrides), clock=clock)
+        created.append(app)
+        return app
+
+    build.created = created  # type: ignore[attr-defined]
+    return build
+
+
+@pytest.fixture
+async def app(make_app: Callable[..., EdgeApp]) -> AsyncIterator[EdgeApp]:
+    """A started controller (no HTTP listener; API tests use the ASGI app in-process)."""
+    controller = make_app()
+    controller.events = EventLog()  # type: ignore[attr-defined]
+    controller.db.add_event_listener(controller.events)  # type: ignore[attr-defined]
+    await controller.start(serve_http=False)
+    await controller.wait_checked()
+    yield controller
+    await controller.stop()
