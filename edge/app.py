@@ -43,6 +43,8 @@ class EdgeApp:
         self.locks = LockController(config.lockboards)
         for bus in config.lockboards:
             self.health.register(bus.name, "lock_bus")
+            for board in bus.boards:
+                self.health.register(board_device(bus.name, board.address), "lock_board")
         self.lockers = LockerService(config, self.db, self.locks, clock)
         self.temperature = TemperatureMonitor(config, self.db, self.health)
         self.supervisor = Supervisor()
@@ -61,6 +63,7 @@ class EdgeApp:
             )
         self.locks.add_door_listener(self.lockers.door_seen)
         self.locks.add_availability_listener(self._bus_availability)
+        self.locks.add_board_listener(self._board_availability)
         self.supervisor.start("door-events", self.lockers.process_door_events)
         await self.locks.start()
         for bus in self.config.lockboards:
@@ -98,6 +101,12 @@ class EdgeApp:
             task: asyncio.Task[object] = asyncio.ensure_future(self.lockers.check_bus(bus))
             self._checks.add(task)
             task.add_done_callback(self._checks.discard)
+
+    def _board_availability(self, bus: str, board: int, answering: bool) -> None:
+        if not self._stopping:
+            self.health.set(
+                board_device(bus, board), answering, None if answering else "board does not answer"
+            )
 
     async def wait_checked(self) -> None:
         """Until the boot checks started so far have finished (tests and the demo)."""
@@ -148,6 +157,10 @@ class EdgeApp:
         await self.health.flush()
         self.db.close()
         log.info("controller stopped", extra={"site": self.config.site.id})
+
+
+def board_device(bus: str, board: int) -> str:
+    return f"{bus}/board{board}"
 
 
 async def run_until_signalled(app: EdgeApp, stop: asyncio.Event) -> None:

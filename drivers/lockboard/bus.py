@@ -95,6 +95,7 @@ class LockBus:
         self._closing = False
         self._port_open = False
         self._exchange_ok = True
+        self._answering: dict[int, bool] = {}
         self._available = False
         self._available_event = asyncio.Event()
         self._availability_listeners: list[AvailabilityListener] = []
@@ -161,6 +162,7 @@ class LockBus:
             p485.check_lock(lock)
             frame = p485.encode_unlock(address, lock)
             got = await self._exchange(
+                address,
                 _Request(
                     f"unlock {address}/{lock}",
                     frame,
@@ -171,6 +173,7 @@ class LockBus:
             return LockStatus(address, lock, got.locked)
         frame = pk.encode_unlock(address, lock)
         got = await self._exchange(
+                address,
             _Request(
                 f"unlock {address}/{lock}",
                 frame,
@@ -186,6 +189,7 @@ class LockBus:
             p485.check_lock(lock)
             frame = p485.encode_query(address, lock)
             got = await self._exchange(
+                address,
                 _Request(
                     f"query {address}/{lock}",
                     frame,
@@ -205,6 +209,7 @@ class LockBus:
                 raise ValueError(f"lock_count must be 1..{p485.MAX_LOCKS}, got {lock_count}")
             frame = p485.encode_query_all(address)
             got = await self._exchange(
+                address,
                 _Request(
                     f"query all {address}",
                     frame,
@@ -227,6 +232,7 @@ class LockBus:
     async def _read_kerong(self, address: int) -> dict[int, LockStatus]:
         frame = pk.encode_status(address)
         got = await self._exchange(
+                address,
             _Request(
                 f"status {address}", frame, lambda f: _is_kerong(f, address, pk.STATUS_REPLY_CMDS)
             )
@@ -237,7 +243,7 @@ class LockBus:
             for lock in range(1, pk.MAX_LOCKS + 1)
         }
 
-    async def _exchange(self, request: _Request) -> Frame:
+    async def _exchange(self, address: int, request: _Request) -> Frame:
         if not self._port_open:
             raise BoardUnavailable(f"{self._name}: port {self._port} is not open")
         async with self._lock:
@@ -261,13 +267,13 @@ class LockBus:
                             extra={"bus": self._name, "request": request.frame.hex()},
                         )
                         continue
-                    self._set_exchange_ok(True)
+                    self._board_answered(address, True)
                     return reply
             finally:
                 if had_timeout:
                     # Its reply (or a retry's) may still arrive, during someone else's request.
                     self._remember_late(request.accept)
-            self._set_exchange_ok(False)
+            self._board_answered(address, False)
             raise BoardTimeout(
                 f"{self._name}: no valid reply to {request.what} after "
                 f"{self._retries + 1} attempts of {self._request_timeout}s"
@@ -443,6 +449,7 @@ class LockBus:
             self._writer = writer
             self._port_open = True
             self._exchange_ok = True
+            self._answering.clear()  # a new connection: no board has been heard on it yet
             self._update_availability()
             reason = await self._read_loop(reader)
         finally:
@@ -479,8 +486,11 @@ class LockBus:
             )
         self._update_availability()
 
-    def _set_exchange_ok(self, ok: bool) -> None:
-        self._exchange_ok = ok
+    def _board_answered(self, address: int, answered: bool) -> None:
+        # The bus counts as working while any board on it answers: one dead board must not
+        # take its neighbours' doors out of service (callers see its BoardTimeout).
+        self._answering[address] = answered
+        self._exchange_ok = any(self._answering.values())
         self._update_availability()
 
     def _update_availability(self) -> None:

@@ -32,6 +32,7 @@ class LockAddress:
 
 DoorListener = Callable[[LockAddress, bool], None]
 AvailabilityListener = Callable[[str, bool], None]
+BoardListener = Callable[[str, int, bool], None]
 
 
 class LockController:
@@ -41,6 +42,7 @@ class LockController:
         self._door_listeners: list[DoorListener] = []
         # Boards that failed to answer their last request, until they answer again.
         self._silent_boards: set[tuple[str, int]] = set()
+        self._board_listeners: list[BoardListener] = []
         self._availability_listeners: list[AvailabilityListener] = []
         for config in configs:
             bus = LockBus(
@@ -76,14 +78,29 @@ class LockController:
     def board_available(self, bus: str, board: int) -> bool:
         return self.available(bus) and (bus, board) not in self._silent_boards
 
+    def add_board_listener(self, listener: BoardListener) -> None:
+        """Called with (bus, board, answering) when a board stops or starts answering."""
+        self._board_listeners.append(listener)
+
     async def _ask(self, bus: str, board: int, request: Awaitable[T]) -> T:
         try:
             result = await request
         except BoardTimeout:
-            self._silent_boards.add((bus, board))
+            self._board_answered(bus, board, False)
             raise
-        self._silent_boards.discard((bus, board))
+        self._board_answered(bus, board, True)
         return result
+
+    def _board_answered(self, bus: str, board: int, answered: bool) -> None:
+        key = (bus, board)
+        if answered == (key not in self._silent_boards):
+            return
+        if answered:
+            self._silent_boards.discard(key)
+        else:
+            self._silent_boards.add(key)
+        for listener in self._board_listeners:
+            listener(bus, board, answered)
 
     async def unlock(self, address: LockAddress) -> bool | None:
         """Command the unlock; returns the door state the acknowledgement carried, if any."""

@@ -125,7 +125,10 @@ class LockerService:
         # Door states as last seen; None = not yet read since start.
         self._doors: dict[str, bool | None] = {}
         self._door_events: asyncio.Queue[tuple[str, bool]] = asyncio.Queue()
-        self._checked_buses: set[str] = set()
+        self._checked_boards: set[tuple[str, int]] = set()
+        self._ever_checked: set[tuple[str, int]] = set()
+        self._checking: set[tuple[str, int]] = set()
+        self._background: set[asyncio.Future[Any]] = set()
         self._opened_serial: dict[str, int] = {}
         self._stopping = False
 
@@ -232,36 +235,45 @@ class LockerService:
             )
         return len(operations)
 
-    async def check_bus(self, bus: str) -> list[dict[str, Any]]:
-        """Read every lock on a bus and compare with the database; flag each difference.
+    async def check_bus(self, bus: str, boards: list[int] | None = None) -> list[dict[str, Any]]:
+        """Read every lock on a bus (or some boards) and compare with the database.
 
-        Runs at boot and whenever a bus comes back; it only reads, never unlocks.
+        Runs at boot, whenever a bus comes back, and when a board that could not be read
+        answers again. It only reads, never unlocks; each difference is flagged and reported.
         """
-        config = self.locks.configs[bus]
+        addresses = boards or [board.address for board in self.locks.configs[bus].boards]
+        keys = {(bus, address) for address in addresses}
+        # While a board is being checked its readings are the check's, not live door events.
+        self._checked_boards -= keys
+        self._checking |= keys
         observed: dict[str, bool] = {}
         unreachable: list[int] = []
-        for board in config.boards:
-            try:
-                doors = await self.locks.read_board(bus, board.address)
-            except LockBoardError as exc:
-                log.warning(
-                    "board unreadable during check",
-                    extra={"bus": bus, "board": board.address, "error": str(exc)},
-                )
-                unreachable.append(board.address)
-                continue
-            for lock, is_open in doors.items():
-                cid = self._by_address.get(LockAddress(bus, board.address, lock))
-                if cid is not None:
-                    observed[cid] = is_open
-        first = bus not in self._checked_buses
-        differences = await self.db.transact(
-            lambda tx: self._compare_doors(tx, bus, observed, unreachable, first)
-        )
-        if not unreachable:
-            self._checked_buses.add(bus)
-        for cid, is_open in observed.items():
-            self._doors[cid] = is_open
+        try:
+            for address in addresses:
+                try:
+                    doors = await self.locks.read_board(bus, address)
+                except LockBoardError as exc:
+                    log.warning(
+                        "board unreadable during check",
+                        extra={"bus": bus, "board": address, "error": str(exc)},
+                    )
+                    unreachable.append(address)
+                    continue
+                for lock, is_open in doors.items():
+                    cid = self._by_address.get(LockAddress(bus, address, lock))
+                    if cid is not None:
+                        observed[cid] = is_open
+            read = keys - {(bus, address) for address in unreachable}
+            first = not read <= self._ever_checked
+            differences = await self.db.transact(
+                lambda tx: self._compare_doors(tx, bus, observed, unreachable, first)
+            )
+            for cid, is_open in observed.items():
+                self._doors[cid] = is_open
+            self._checked_boards |= read
+            self._ever_checked |= read
+        finally:
+            self._checking -= keys
         return differences
 
     def _compare_doors(
@@ -279,7 +291,8 @@ class LockerService:
             if comp is None:
                 continue
             op = queries.active_operation(s, cid)
-            if is_open and op is None:
+            already_flagged = comp.state == CompartmentState.FAULTED and comp.door_open
+            if is_open and op is None and not already_flagged:
                 reason = "door_open_at_boot" if first else "door_open_after_reconnect"
                 differences.append({"compartment": cid, "reason": reason, "state": comp.state})
                 self._fault(tx, comp, reason, door_open=True, parcel=comp.parcel_id)
@@ -429,7 +442,7 @@ class LockerService:
             c
             for c in queries.free_compartments(s, zone)
             if self._size_rank.get(c.size, -1) >= wanted
-            and c.bus in self._checked_buses
+            and (c.bus, c.board) in self._checked_boards
             and self.locks.board_available(c.bus, c.board)
         ]
         candidates.sort(key=lambda c: (self._size_rank[c.size], c.id))
@@ -804,8 +817,16 @@ class LockerService:
         cid = self._by_address.get(address)
         if cid is None:
             return
-        if address.bus not in self._checked_buses:
-            return  # the boot check of this bus reports what it finds; nothing to act on yet
+        key = (address.bus, address.board)
+        if key not in self._checked_boards:
+            # Not yet compared with the database (or unreadable at the last check): a reading
+            # means the board answers now, so check it; the check reports what it finds.
+            if key not in self._checking and self._ever_checked:
+                self._checking.add(key)
+                task = asyncio.ensure_future(self.check_bus(address.bus, [address.board]))
+                self._background.add(task)
+                task.add_done_callback(self._background.discard)
+            return
         if self._doors.get(cid) == is_open:
             return
         self._doors[cid] = is_open
