@@ -1,1 +1,4 @@
-"""ONNX model manifest, preparation and inference wrappers (face payment arrives in a later release)."""
+"""ONNX model manifest, preparation and inference wrappers.
+
+Face payment arrives in a later release; nothing here imports ``edge``.
+"""

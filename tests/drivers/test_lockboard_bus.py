@@ -201,7 +201,7 @@ async def test_two_boards_one_bus_concurrent_requests_are_serialized(rig: Rig) -
 
 async def test_one_silent_board_does_not_take_the_bus_down(rig: Rig) -> None:
     # Board 3 is configured but dead (no board answers at that address).
-    sim, bus = await rig.start(B485, {1: 24}, request_timeout=0.05, retries=0)
+    _sim, bus = await rig.start(B485, {1: 24}, request_timeout=0.05, retries=0)
     changes: list[bool] = []
     bus.add_availability_listener(changes.append)
     await bus.read_lock(1, 1)
