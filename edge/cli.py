@@ -49,11 +49,10 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="run the controller until SIGINT/SIGTERM")
     run.add_argument(
         "--config",
-        required=True,
         type=Path,
         metavar="PATH",
-        default=os.environ.get("EDGE_CONFIG"),
-        help="configuration file (YAML)",
+        default=os.environ.get("EDGE_CONFIG") or None,
+        help="configuration file (YAML); default: $EDGE_CONFIG",
     )
     run.set_defaults(handler=cmd_run)
 

@@ -68,9 +68,7 @@ def clock() -> ManualClock:
 
 
 @pytest.fixture
-def make_app(
-    site: SimulatedSite, clock: ManualClock
-) -> Callable[..., Any]:
+def make_app(site: SimulatedSite, clock: ManualClock) -> Callable[..., Any]:
     """Build (not start) an app on the simulated site; overrides go to ``SimulatedSite.config``."""
     created: list[EdgeApp] = []
 
@@ -93,3 +91,59 @@ async def app(make_app: Callable[..., EdgeApp]) -> AsyncIterator[EdgeApp]:
     await controller.wait_checked()
     yield controller
     await controller.stop()
+
+
+# ---------------------------------------------------------------- locker-domain helpers
+
+
+@pytest.fixture
+def locker_rules(site: SimulatedSite) -> Callable[..., dict[str, Any]]:
+    """The ``lockers`` section of the simulated site's config, with some settings changed.
+
+    ``SimulatedSite.config`` replaces whole top-level keys, so an override of one locker setting
+    has to carry the compartments and couriers along.
+    """
+
+    def build(**changes: Any) -> dict[str, Any]:
+        rules: dict[str, Any] = {
+            "compartments": site.compartments,
+            "couriers": [{"id": "courier-1", "name": "Demo Courier", "credential": "2468"}],
+            "door_open_timeout_s": 2,
+        }
+        rules.update(changes)
+        return rules
+
+    return build
+
+
+@pytest.fixture
+async def start_app(
+    make_app: Callable[..., EdgeApp],
+) -> AsyncIterator[Callable[..., Any]]:
+    """Start a controller with config overrides (``events`` attached, boot checks done).
+
+    Apps still running at the end of the test are stopped; a test may stop one itself (to
+    restart on the same database) with ``await app.stop()``.
+    """
+    running: list[EdgeApp] = []
+
+    async def start(**overrides: Any) -> EdgeApp:
+        controller = make_app(**overrides)
+        controller.events = EventLog()  # type: ignore[attr-defined]
+        controller.db.add_event_listener(controller.events)  # type: ignore[attr-defined]
+        await controller.start(serve_http=False)
+        await controller.wait_checked()
+        running.append(controller)
+        original_stop = controller.stop
+
+        async def stop() -> None:
+            if controller in running:
+                running.remove(controller)
+                await original_stop()
+
+        controller.stop = stop  # type: ignore[method-assign]
+        return controller
+
+    yield start
+    for controller in reversed(list(running)):
+        await controller.stop()

@@ -70,8 +70,27 @@ def _line_map(node: yaml.Node, prefix: PathParts = ()) -> Iterator[tuple[PathPar
             yield from _line_map(item, (*prefix, index))
 
 
-def _env_overrides(environ: Mapping[str, str]) -> Iterator[tuple[str, PathParts, Any]]:
-    """``EDGE_HTTP__PORT=8081`` → (``http``, ``port``) = 8081; list items by index."""
+def _duplicate_keys(node: yaml.Node, prefix: PathParts = ()) -> Iterator[tuple[PathParts, int]]:
+    """Keys given twice in one mapping: YAML keeps the last silently, hiding a mistake."""
+    if isinstance(node, yaml.MappingNode):
+        seen: set[str] = set()
+        for key_node, value_node in node.value:
+            key = str(key_node.value)
+            if key in seen:
+                yield (*prefix, key), key_node.start_mark.line + 1
+            seen.add(key)
+            yield from _duplicate_keys(value_node, (*prefix, key))
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            yield from _duplicate_keys(item, (*prefix, index))
+
+
+def _env_overrides(environ: Mapping[str, str]) -> Iterator[tuple[str, PathParts, str]]:
+    """``EDGE_HTTP__PORT=8081`` → (``http``, ``port``) = ``"8081"``; list items by index.
+
+    Values stay text: the schema decides their type (``8081`` becomes an integer for ``port``,
+    while ``EDGE_SITE__ID=0123`` stays the string ``"0123"``, not YAML's octal 83).
+    """
     for name, raw in sorted(environ.items()):
         if not name.startswith(ENV_PREFIX) or name in RESERVED_ENV:
             continue
@@ -79,7 +98,7 @@ def _env_overrides(environ: Mapping[str, str]) -> Iterator[tuple[str, PathParts,
             int(piece) if piece.isdigit() else piece.lower()
             for piece in name[len(ENV_PREFIX) :].split("__")
         )
-        yield name, parts, yaml.safe_load(raw) if raw else raw
+        yield name, parts, raw
 
 
 def _apply_override(document: dict[str, Any], parts: PathParts, value: Any) -> str | None:
@@ -126,7 +145,10 @@ def parse_config(
         raise ConfigError(source, [Problem("", "the file must be a mapping of settings")])
     lines = dict(_line_map(root)) if root is not None else {}
 
-    problems: list[Problem] = []
+    problems: list[Problem] = [
+        Problem(format_path(parts), "this key appears twice in the same mapping", line)
+        for parts, line in (_duplicate_keys(root) if root is not None else ())
+    ]
     env_sources: dict[PathParts, str] = {}
     for name, parts, value in _env_overrides(environ):
         error = _apply_override(document, parts, value)
@@ -137,6 +159,9 @@ def parse_config(
 
     def problem(parts: PathParts, message: str) -> Problem:
         env = env_sources.get(parts)
+        if env is None and parts not in lines:
+            # A setting the file does not have, created by an override (``EDGE_HTPP__PORT``).
+            env = next((n for p, n in env_sources.items() if p[: len(parts)] == parts), None)
         line = None if env else _nearest_line(lines, parts)
         return Problem(format_path(parts), message, line, env)
 
@@ -160,6 +185,8 @@ def load_config(
         text = file.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(str(file), [Problem("", f"cannot read file: {exc.strerror}")]) from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(str(file), [Problem("", "the file is not UTF-8 text")]) from exc
     return parse_config(text, str(file), environ)
 
 
@@ -182,7 +209,8 @@ def cross_check(config: EdgeConfig) -> Iterator[tuple[PathParts, str]]:
     for i, bus in enumerate(config.lockboards):
         if bus.name in buses:
             yield ("lockboards", i, "name"), f"lock bus name {bus.name!r} is used twice"
-        buses[bus.name] = {board.address: board.locks for board in bus.boards}
+        # A repeated name keeps the first bus: compartments are checked against that one.
+        buses.setdefault(bus.name, {board.address: board.locks for board in bus.boards})
         if bus.port in ports:
             yield (
                 ("lockboards", i, "port"),

@@ -35,6 +35,17 @@ def _read_secret(value: Any) -> Any:
 Secret = Annotated[SecretStr, BeforeValidator(_read_secret)]
 
 
+def _int_from_text(value: Any) -> Any:
+    """Environment overrides arrive as text; a choice among integers accepts ``"1"`` too."""
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    return value
+
+
+Bit = Annotated[Literal[0, 1], BeforeValidator(_int_from_text)]
+StopBits = Annotated[Literal[1, 2], BeforeValidator(_int_from_text)]
+
+
 class Strict(BaseModel):
     """Unknown keys are errors: a typo in a config must not be silently ignored."""
 
@@ -93,7 +104,7 @@ class LockBusConfig(SerialParams):
     request_timeout_s: float = Field(default=0.3, gt=0, le=10)
     retries: int = Field(default=2, ge=0, le=10)
     poll_interval_s: float = Field(default=1.0, gt=0, le=60)
-    query_all_closed_bit: Literal[0, 1] = 1
+    query_all_closed_bit: Bit = 1
     """485-board query-all replies: which bit value means "closed" (boards differ)."""
 
     @model_validator(mode="after")
@@ -123,7 +134,7 @@ class TemperatureSensorConfig(SerialParams):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     protocol: Literal["modbus-rtu"] = "modbus-rtu"
     parity: Literal["N", "E", "O"] = "N"
-    stopbits: Literal[1, 2] = 1
+    stopbits: StopBits = 1
     device_id: int = Field(ge=1, le=247)
     register_map: RegisterConfig = Field(alias="register")
     """YAML key ``register``: where and how the sensor keeps its reading."""

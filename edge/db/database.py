@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -80,16 +80,34 @@ class Database:
         self._listeners.append(listener)
 
     async def transact(self, work: Callable[[Transaction], T]) -> T:
-        """Run ``work`` in one transaction; commit, then tell listeners what was emitted."""
+        """Run ``work`` in one transaction; commit, then tell listeners what was emitted.
+
+        Listeners hear of every commit, also when the caller was cancelled while ``work`` ran
+        (the commit happened all the same); they are called before ``transact`` returns.
+        """
         loop = asyncio.get_running_loop()
-        result, events = await loop.run_in_executor(self._executor, self._run, work)
-        if events:
-            for listener in self._listeners:
-                try:
-                    listener(events)
-                except Exception:
-                    log.exception("event listener failed")
+        future = self._executor.submit(self._run, work)
+
+        def committed(done: Future[tuple[T, list[Envelope]]]) -> None:
+            if not loop.is_closed():
+                loop.call_soon_threadsafe(self._committed, done)
+
+        # Added before wrap_future's own callback, so listeners run before the caller resumes.
+        future.add_done_callback(committed)
+        result, _events = await asyncio.wrap_future(future)
         return result
+
+    def _committed(self, future: Future[tuple[Any, list[Envelope]]]) -> None:
+        if future.cancelled() or future.exception() is not None:
+            return
+        _result, events = future.result()
+        if not events:
+            return
+        for listener in self._listeners:
+            try:
+                listener(events)
+            except Exception:
+                log.exception("event listener failed")
 
     async def read(self, work: Callable[[Session], T]) -> T:
         loop = asyncio.get_running_loop()

@@ -48,6 +48,9 @@ class Supervisor:
                 raise
             except Exception as exc:
                 supervised.last_error = f"{type(exc).__name__}: {exc}"
+                if self._stopping:
+                    # It failed while being stopped (cleanup on cancel): do not wait out a backoff.
+                    return
                 log.exception("task failed; restarting", extra={"task": supervised.name})
             supervised.restarts += 1
             # A task that ran a good while before failing starts its backoff afresh.
