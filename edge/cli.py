@@ -8,7 +8,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from edge import __version__
@@ -73,12 +73,14 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(handler=cmd_demo)
 
     config = commands.add_parser("config", help="configuration tools")
+    config.set_defaults(handler=_help_of(config))
     config_commands = config.add_subparsers(title="config commands", metavar="COMMAND")
     check = config_commands.add_parser("check", help="validate a configuration file")
     check.add_argument("path", type=Path, metavar="PATH")
     check.set_defaults(handler=cmd_config_check)
 
     db = commands.add_parser("db", help="database tools")
+    db.set_defaults(handler=_help_of(db))
     db_commands = db.add_subparsers(title="db commands", metavar="COMMAND")
     upgrade = db_commands.add_parser("upgrade", help="migrate the database to this release")
     upgrade.add_argument("--config", required=True, type=Path, metavar="PATH")
@@ -89,6 +91,16 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--cycles", type=int, default=1000, help="deposit+pickup cycles")
     bench.set_defaults(handler=cmd_bench)
     return parser
+
+
+def _help_of(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
+    """For a command group given without its subcommand: that group's help, exit 2."""
+
+    def show(_args: argparse.Namespace) -> int:
+        parser.print_help(sys.stderr)
+        return EXIT_INVALID
+
+    return show
 
 
 def _print_problems(exc: ConfigError) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -32,7 +33,14 @@ def _read_secret(value: Any) -> Any:
     return value
 
 
-Secret = Annotated[SecretStr, BeforeValidator(_read_secret)]
+def _not_blank(value: SecretStr) -> SecretStr:
+    # An empty token would let anyone in; an empty code secret would make codes guessable.
+    if not value.get_secret_value().strip():
+        raise ValueError("a secret must not be empty")
+    return value
+
+
+Secret = Annotated[SecretStr, BeforeValidator(_read_secret), AfterValidator(_not_blank)]
 
 
 def _int_from_text(value: Any) -> Any:

@@ -700,3 +700,25 @@ def test_production_example_is_valid(tmp_path: Path) -> None:
         assert bus.port.startswith(("/dev/serial/by-id/", "/dev/edge-"))
     assert len(config.temperature_sensors) == 2
     assert config.lockers.code_attempts.max_failures == 5
+
+
+def test_blank_secrets_are_problems(tmp_path: Path) -> None:
+    empty_file = tmp_path / "token"
+    empty_file.write_text("\n")
+    text = (
+        f"site: {{id: s1}}\ncode_secret: '  '\nhttp: {{operator_token: {{file: {empty_file}}}}}\n"
+    )
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text, "blank.yaml", NO_ENV)
+    problems = {p.path: p.message for p in caught.value.problems}
+    assert problems["code_secret"] == "a secret must not be empty"
+    assert problems["http.operator_token"] == "a secret must not be empty"
+
+
+def test_command_group_without_subcommand_shows_its_help(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from edge.cli import main
+
+    assert main(["config"]) == 2
+    assert "check" in capsys.readouterr().err
