@@ -167,19 +167,19 @@ class LockBus:
                     f"unlock {address}/{lock}",
                     frame,
                     lambda f: _is_485(f, p485.HEAD_UNLOCK, address, lock),
-                )
+                ),
             )
             assert isinstance(got, p485.Frame485)
             return LockStatus(address, lock, got.locked)
         frame = pk.encode_unlock(address, lock)
         got = await self._exchange(
-                address,
+            address,
             _Request(
                 f"unlock {address}/{lock}",
                 frame,
                 lambda f: _is_kerong(f, address, {pk.CMD_UNLOCK}),
                 accept_loose=lambda f: _is_kerong(f, address, pk.STATUS_REPLY_CMDS),
-            )
+            ),
         )
         assert isinstance(got, pk.KerongFrame)
         return LockStatus(address, lock, got.locked(lock), got.item_present(lock))
@@ -194,7 +194,7 @@ class LockBus:
                     f"query {address}/{lock}",
                     frame,
                     lambda f: _is_485(f, p485.HEAD_QUERY, address, lock),
-                )
+                ),
             )
             assert isinstance(got, p485.Frame485)
             return LockStatus(address, lock, got.locked)
@@ -217,7 +217,7 @@ class LockBus:
                         isinstance(f, p485.Frame485) and f.is_query_all and f.address == address
                     ),
                     query_all=True,
-                )
+                ),
             )
             assert isinstance(got, p485.Frame485)
             states = got.locks(lock_count, closed_bit=self._closed_bit)
@@ -232,10 +232,10 @@ class LockBus:
     async def _read_kerong(self, address: int) -> dict[int, LockStatus]:
         frame = pk.encode_status(address)
         got = await self._exchange(
-                address,
+            address,
             _Request(
                 f"status {address}", frame, lambda f: _is_kerong(f, address, pk.STATUS_REPLY_CMDS)
-            )
+            ),
         )
         assert isinstance(got, pk.KerongFrame)
         return {

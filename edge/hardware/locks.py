@@ -132,19 +132,21 @@ class LockController:
         return {lock: not status.locked for lock, status in statuses.items()}
 
     async def poll_forever(self, bus: str) -> None:
-        """Read every board on the bus at the configured interval (not all boards report)."""
+        """Read every board on the bus at the configured interval (not all boards report).
+
+        A bus whose boards stopped answering is polled all the same: an answer to a poll is
+        how it becomes available again (a closed port fails at once, without waiting).
+        """
         config = self.configs[bus]
-        lock_bus = self.buses[bus]
         while True:
-            if lock_bus.available:
-                for board in config.boards:
-                    try:
-                        await self.read_board(bus, board.address)
-                    except LockBoardError as exc:
-                        log.debug(
-                            "poll failed",
-                            extra={"bus": bus, "board": board.address, "error": str(exc)},
-                        )
+            for board in config.boards:
+                try:
+                    await self.read_board(bus, board.address)
+                except LockBoardError as exc:
+                    log.debug(
+                        "poll failed",
+                        extra={"bus": bus, "board": board.address, "error": str(exc)},
+                    )
             await asyncio.sleep(config.poll_interval_s)
 
     def _seen(self, bus: str, status: LockStatus) -> None:

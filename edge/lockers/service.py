@@ -402,9 +402,14 @@ class LockerService:
         if queries.live_parcel_with_code(s, code) is not None:
             raise AlreadyDeposited(f"Parcel {code} is already in the locker.", parcel_code=code)
         parcel = queries.expected_parcel(s, code)
-        if parcel is not None:
+        if parcel is not None and parcel.expected_at is not None:
+            # Announced upstream (``parcel.expect``): its size, if given, and zone are fixed.
             size = parcel.size or size
             zone = parcel.zone
+        elif parcel is not None:
+            # Handed back after a failed or cancelled deposit (it did not fit): the courier
+            # may choose again; without a choice the last one stands.
+            size, zone = size or parcel.size, zone or parcel.zone
         zone = zone or "ambient"
         if size is None:
             raise SizeRequired("Choose a compartment size for this parcel.", sizes=self.rules.sizes)
@@ -427,7 +432,8 @@ class LockerService:
             courier_id,
             comp.id,
         )
-        parcel.size = parcel.size or size
+        parcel.size = size if parcel.expected_at is None else parcel.size or size
+        parcel.zone = zone
         parcel.updated_at = now
         s.add(parcel)
         s.flush()
@@ -718,14 +724,16 @@ class LockerService:
             except LockBoardError as exc:
                 # The board, not this door, is at fault: the compartment keeps its state and
                 # stops being offered until its board answers again.
-                await self.db.transact(
+                given_up = await self.db.transact(
                     lambda tx: self._not_opened(tx, command, "board_unreachable", fault=False)
                 )
-                raise BoardUnreachable(
-                    "The locker board did not answer; try another compartment.",
-                    compartment=command.compartment_id,
-                    error=str(exc),
-                ) from exc
+                if given_up:
+                    raise BoardUnreachable(
+                        "The locker board did not answer; try another compartment.",
+                        compartment=command.compartment_id,
+                        error=str(exc),
+                    ) from exc
+                # Only the acknowledgement was lost: the door was seen open meanwhile.
             if not opened.done():
                 poller = asyncio.create_task(self._watch_until_open(command.address, opened))
                 try:
@@ -782,7 +790,6 @@ class LockerService:
                     None,
                     now,
                 )
-                parcel.expected_at = parcel.expected_at or now
                 s.add(parcel)
         if fault:
             self._fault(
@@ -962,7 +969,6 @@ class LockerService:
             comp.state, comp.parcel_id = empty, None
             if parcel is not None:
                 parcel.state, parcel.compartment_id = ParcelState.EXPECTED, None
-                parcel.expected_at = parcel.expected_at or now
                 parcel.updated_at = now
                 s.add(parcel)
             tx.emit(
