@@ -82,6 +82,9 @@ class EdgeApp:
         for bus, up in zip(self.config.lockboards, results, strict=True):
             if not up:
                 self.health.set(bus.name, False, f"port {bus.port} not available")
+        # Ready once every reachable door was compared with the database: before that no
+        # compartment is offered, so the health check says "starting".
+        await self.wait_checked()
         self.started.set()
         log.info(
             "controller started",
@@ -152,6 +155,7 @@ class EdgeApp:
         for task in list(self._checks):
             task.cancel()
         await self.supervisor.stop()
+        await self.lockers.close()
         await self.locks.close()
         await self.temperature.close()
         await self.health.flush()

@@ -12,7 +12,7 @@ from typing import Literal
 
 import structlog
 
-_NOISY = ("uvicorn.access", "pymodbus", "alembic.runtime.migration")
+_NOISY = ("uvicorn.access", "pymodbus", "alembic")
 
 
 def configure_logging(

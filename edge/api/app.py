@@ -59,9 +59,11 @@ def create_api(edge: EdgeApp) -> FastAPI:
 
     @api.exception_handler(LockerError)
     async def locker_error(_request: Request, exc: LockerError) -> JSONResponse:
+        retry_after = exc.details.get("retry_after_s")
         return JSONResponse(
             status_code=exc.status,
             content={"error": {"code": exc.code, "message": exc.message, "details": exc.details}},
+            headers={"Retry-After": str(retry_after)} if retry_after is not None else None,
         )
 
     @api.exception_handler(HTTPException)
@@ -95,8 +97,17 @@ def create_api(edge: EdgeApp) -> FastAPI:
     api.include_router(operator_routes(edge), prefix="/api/v1", tags=["operator"])
 
     @api.get("/api/v1/health", tags=["health"])
-    async def health() -> dict[str, Any]:
-        return {"status": "ok", "site": edge.config.site.id, "version": edge.version}
+    async def health() -> JSONResponse:
+        """``ok`` once the boot check of the doors is done; ``starting`` (503) before."""
+        ready = edge.started.is_set()
+        return JSONResponse(
+            status_code=200 if ready else 503,
+            content={
+                "status": "ok" if ready else "starting",
+                "site": edge.config.site.id,
+                "version": edge.version,
+            },
+        )
 
     @api.get("/metrics", tags=["health"], response_class=Response)
     async def metrics() -> Response:

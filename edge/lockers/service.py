@@ -12,6 +12,7 @@ import contextlib
 import logging
 import secrets
 import uuid
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -129,6 +130,7 @@ class LockerService:
         self._ever_checked: set[tuple[str, int]] = set()
         self._checking: set[tuple[str, int]] = set()
         self._background: set[asyncio.Future[Any]] = set()
+        self._timers: set[asyncio.TimerHandle] = set()
         self._opened_serial: dict[str, int] = {}
         self._stopping = False
 
@@ -894,9 +896,21 @@ class LockerService:
             waiter = self._open_waiters.get(op_id)
             if waiter is not None and not waiter.done():
                 waiter.set_result(None)
-        asyncio.get_running_loop().call_later(
-            self.rules.door_left_open_s, lambda: asyncio.ensure_future(self._left_open(cid, serial))
-        )
+        self._spawn_later(self.rules.door_left_open_s, lambda: self._left_open(cid, serial))
+
+    def _spawn_later(self, delay: float, work: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """Run ``work()`` after ``delay`` unless stopping; the task is kept until it ends."""
+
+        def start() -> None:
+            self._timers.discard(handle)
+            if self._stopping:
+                return
+            task = asyncio.ensure_future(work())
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
+        handle = asyncio.get_running_loop().call_later(delay, start)
+        self._timers.add(handle)
 
     def _recently_not_opened(self, s: Session, cid: str, now: datetime) -> str | None:
         window = now - timedelta(seconds=self.rules.door_open_timeout_s * 6)
@@ -1046,12 +1060,22 @@ class LockerService:
 
     def stop_accepting(self) -> None:
         self._stopping = True
+        for timer in self._timers:
+            timer.cancel()
+        self._timers.clear()
 
     async def drain_in_flight(self, grace_s: float) -> None:
         """Wait (up to ``grace_s``) for unlocks already sent to be seen open or given up."""
         waiters = [w for w in self._open_waiters.values() if not w.done()]
         if waiters:
             await asyncio.wait(waiters, timeout=grace_s)
+
+    async def close(self) -> None:
+        """Cancel background checks and alarms still pending (after ``stop_accepting``)."""
+        pending = list(self._background)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
 
     def door_states(self) -> dict[str, bool | None]:
         return dict(self._doors)

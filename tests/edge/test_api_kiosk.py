@@ -185,6 +185,7 @@ async def test_wrong_codes_403_then_locked_429(
         assert error(r, 403, "wrong_code")["details"] == {"attempts_left": left}
     r = await http.post("/api/v1/kiosk/pickups", headers=KIOSK, json={"code": "00000000"})
     assert error(r, 429, "code_input_locked")["details"] == {"retry_after_s": 60}
+    assert r.headers["Retry-After"] == "60"
     assert site.boards is not None and site.boards.unlock_log == []
 
 

@@ -184,3 +184,19 @@ async def test_openapi_lists_the_api(http: httpx.AsyncClient) -> None:
         "/api/v1/devices",
     } <= paths
     assert all(p.startswith("/api/v1/") for p in paths - {"/metrics"})
+
+
+async def test_health_says_starting_until_the_doors_were_checked(
+    make_app: Callable[..., EdgeApp],
+) -> None:
+    controller = make_app()
+    transport = httpx.ASGITransport(app=create_api(controller))
+    async with httpx.AsyncClient(transport=transport, base_url="http://edge") as client:
+        r = await client.get("/api/v1/health")
+        assert (r.status_code, r.json()["status"]) == (503, "starting")
+        await controller.start(serve_http=False)
+        try:
+            r = await client.get("/api/v1/health")
+            assert (r.status_code, r.json()["status"]) == (200, "ok")
+        finally:
+            await controller.stop()
