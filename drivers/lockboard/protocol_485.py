@@ -11,6 +11,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from functools import reduce
 
+from .common import StreamBuffer
+
 HEAD_QUERY = 0x80
 HEAD_REPORT = 0x82
 HEAD_UNLOCK = 0x8A
@@ -166,7 +168,7 @@ def _valid_long(buf: bytearray) -> bool:
     )
 
 
-class Parser485:
+class Parser485(StreamBuffer):
     """Turns the byte stream from the bus into frames.
 
     Bytes that cannot start a frame are skipped (``on_garbage``); a frame with a bad BCC is
@@ -179,22 +181,10 @@ class Parser485:
         on_corrupt: Callable[[bytes], None] | None = None,
         on_garbage: Callable[[bytes], None] | None = None,
     ) -> None:
-        self._buf = bytearray()
-        self._on_corrupt = on_corrupt
-        self._on_garbage = on_garbage
+        super().__init__(on_corrupt, on_garbage)
         # A 0x80 reply is 5 or 7 bytes; knowing a query-all is outstanding lets the parser wait
         # for the long form instead of taking a coincidentally valid 5-byte prefix.
         self.expect_query_all = False
-
-    @property
-    def pending(self) -> bytes:
-        return bytes(self._buf)
-
-    def clear(self) -> bytes:
-        """Drop buffered bytes (a partial frame that will never complete); returns them."""
-        dropped = bytes(self._buf)
-        self._buf.clear()
-        return dropped
 
     def feed(self, data: bytes) -> list[Frame485]:
         self._buf += data

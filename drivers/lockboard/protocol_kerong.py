@@ -8,8 +8,9 @@ PROTOCOLS.md section 2b.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
+
+from .common import StreamBuffer
 
 STX = 0x02
 ETX = 0x03
@@ -109,31 +110,13 @@ def _valid(buf: bytearray) -> bool:
     return buf[STATUS_LEN - 2] == ETX and checksum(buf[: STATUS_LEN - 1]) == buf[STATUS_LEN - 1]
 
 
-class KerongParser:
+class KerongParser(StreamBuffer):
     """Turns the byte stream from the bus into status frames.
 
     Bytes before an STX are skipped (``on_garbage``); a 9-byte candidate with a bad ETX/SUM is
     reported (``on_corrupt``) and the parser resynchronises on the next STX; a partial frame
     stays buffered until complete or ``clear()``.
     """
-
-    def __init__(
-        self,
-        on_corrupt: Callable[[bytes], None] | None = None,
-        on_garbage: Callable[[bytes], None] | None = None,
-    ) -> None:
-        self._buf = bytearray()
-        self._on_corrupt = on_corrupt
-        self._on_garbage = on_garbage
-
-    @property
-    def pending(self) -> bytes:
-        return bytes(self._buf)
-
-    def clear(self) -> bytes:
-        dropped = bytes(self._buf)
-        self._buf.clear()
-        return dropped
 
     def feed(self, data: bytes) -> list[KerongFrame]:
         self._buf += data

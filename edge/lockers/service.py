@@ -852,18 +852,28 @@ class LockerService:
             except Exception:
                 log.exception("door event failed", extra={"compartment": cid, "open": is_open})
 
+    def _record_door(
+        self, tx: Transaction, cid: str, *, is_open: bool, now: datetime
+    ) -> tuple[Compartment, DoorOperation | None]:
+        """Store a door change with its event; returns the compartment and its operation."""
+        comp = tx.session.get(Compartment, cid)
+        assert comp is not None
+        comp.door_open, comp.updated_at = is_open, now
+        tx.session.add(comp)
+        op = queries.active_operation(tx.session, cid)
+        tx.emit(
+            "door.opened" if is_open else "door.closed",
+            {"compartment": cid, "operation": op.id if op else None},
+        )
+        return comp, op
+
     async def _door_opened(self, cid: str) -> None:
         serial = self._opened_serial.get(cid, 0) + 1
         self._opened_serial[cid] = serial
 
         def work(tx: Transaction) -> str | None:
             s, now = tx.session, self.clock.now()
-            comp = s.get(Compartment, cid)
-            assert comp is not None
-            comp.door_open, comp.updated_at = True, now
-            s.add(comp)
-            op = queries.active_operation(s, cid)
-            tx.emit("door.opened", {"compartment": cid, "operation": op.id if op else None})
+            comp, op = self._record_door(tx, cid, is_open=True, now=now)
             if op is None:
                 late = self._recently_not_opened(s, cid, now)
                 if late is not None:
@@ -944,12 +954,7 @@ class LockerService:
     async def _door_closed(self, cid: str) -> None:
         def work(tx: Transaction) -> tuple[str | None, str | None]:
             s, now = tx.session, self.clock.now()
-            comp = s.get(Compartment, cid)
-            assert comp is not None
-            comp.door_open, comp.updated_at = False, now
-            s.add(comp)
-            op = queries.active_operation(s, cid)
-            tx.emit("door.closed", {"compartment": cid, "operation": op.id if op else None})
+            comp, op = self._record_door(tx, cid, is_open=False, now=now)
             if op is None or op.state == OperationState.COMMANDED:
                 return None, None
             op.closed_at = now
