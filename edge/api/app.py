@@ -32,6 +32,7 @@ from edge.db.tables import Compartment, OutboxEvent, Parcel
 from edge.lockers.errors import LockerError
 from edge.lockers.service import OpenedDoor
 from edge.lockers.states import CompartmentState
+from edge.outbox.store import envelope_of
 
 if TYPE_CHECKING:
     from edge.app import EdgeApp
@@ -265,15 +266,7 @@ def operator_routes(edge: EdgeApp) -> APIRouter:
                 .limit(limit)
             ).all()
             return [
-                EventOut(
-                    id=r.id,
-                    seq=r.seq,
-                    type=r.type,
-                    ts=r.ts,
-                    site=site,
-                    data=r.data,
-                    delivered=r.delivered_at is not None,
-                )
+                EventOut(**envelope_of(r, site).as_dict(), delivered=r.delivered_at is not None)
                 for r in rows
             ]
 

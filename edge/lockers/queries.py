@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import or_
 from sqlmodel import Session, col, select
 
 from edge.db.tables import Compartment, DoorOperation, Parcel
-from edge.lockers.states import CompartmentState, OperationState, ParcelState
+from edge.lockers.states import (
+    DOOR_OWNING_OPERATIONS,
+    PARCEL_INSIDE,
+    CompartmentState,
+    ParcelState,
+)
 
 
 def active_operation(session: Session, compartment_id: str) -> DoorOperation | None:
@@ -17,11 +21,7 @@ def active_operation(session: Session, compartment_id: str) -> DoorOperation | N
         select(DoorOperation)
         .where(DoorOperation.compartment_id == compartment_id)
         .where(col(DoorOperation.closed_at).is_(None))
-        .where(
-            col(DoorOperation.state).in_(
-                [OperationState.COMMANDED, OperationState.OPENED, OperationState.CANCELLED]
-            )
-        )
+        .where(col(DoorOperation.state).in_(DOOR_OWNING_OPERATIONS))
         .order_by(col(DoorOperation.commanded_at).desc())
     ).first()
 
@@ -63,7 +63,7 @@ def parcels_in(session: Session, compartment_ids: Sequence[str]) -> Sequence[Par
     return session.exec(
         select(Parcel).where(
             col(Parcel.compartment_id).in_(list(compartment_ids)),
-            col(Parcel.state).in_([ParcelState.STORED, ParcelState.EXPIRED]),
+            col(Parcel.state).in_(PARCEL_INSIDE),
         )
     ).all()
 
@@ -73,9 +73,6 @@ def interrupted_candidates(session: Session) -> Sequence[DoorOperation]:
     return session.exec(
         select(DoorOperation).where(
             col(DoorOperation.closed_at).is_(None),
-            or_(
-                col(DoorOperation.state).in_([OperationState.COMMANDED, OperationState.OPENED]),
-                col(DoorOperation.state) == OperationState.CANCELLED,
-            ),
+            col(DoorOperation.state).in_(DOOR_OWNING_OPERATIONS),
         )
     ).all()

@@ -26,7 +26,7 @@ from edge.db import Database, Transaction
 from edge.db.tables import Compartment, Courier, DoorOperation, Parcel
 from edge.hardware.locks import LockAddress, LockController
 from edge.lockers import queries
-from edge.lockers.attempts import CodeAttemptLimiter
+from edge.lockers.attempts import AttemptVerdict, CodeAttemptLimiter
 from edge.lockers.codes import PickupCodes, hash_credential, verify_credential
 from edge.lockers.errors import (
     AlreadyDeposited,
@@ -45,7 +45,7 @@ from edge.lockers.errors import (
     WrongCode,
 )
 from edge.lockers.states import (
-    ACTIVE_OPERATIONS,
+    PARCEL_INSIDE,
     CompartmentState,
     OperationKind,
     OperationState,
@@ -327,11 +327,11 @@ class LockerService:
     ) -> CourierSession:
         key = COURIER_LOGIN_KEY.format(terminal=terminal)
 
-        def work(tx: Transaction) -> tuple[Courier | None, int]:
+        def work(tx: Transaction) -> tuple[Courier | None, AttemptVerdict]:
             now = self.clock.now()
             verdict = self.attempts.check(tx.session, key, now)
             if verdict.locked_for_s > 0:
-                return None, -int(verdict.locked_for_s + 0.999)
+                return None, verdict
             courier = tx.session.get(Courier, courier_id)
             if (
                 courier
@@ -339,19 +339,19 @@ class LockerService:
                 and verify_credential(credential, courier.credential_hash)
             ):
                 self.attempts.record_success(tx.session, key)
-                return courier, 0
-            failed = self.attempts.record_failure(tx.session, key, now)
-            if failed.locked_for_s > 0:
-                return None, -int(failed.locked_for_s + 0.999)
-            return None, failed.attempts_left
+                return courier, verdict
+            return None, self.attempts.record_failure(tx.session, key, now)
 
-        courier, left = await self.db.transact(work)
+        courier, verdict = await self.db.transact(work)
         if courier is None:
-            if left < 0:
+            if verdict.locked_for_s > 0:
                 raise CodeInputLocked(
-                    "Too many wrong sign-ins; input is locked.", retry_after_s=-left
+                    "Too many wrong sign-ins; input is locked.",
+                    retry_after_s=int(verdict.locked_for_s + 0.999),
                 )
-            raise NotAuthenticated("Unknown courier or wrong credential.", attempts_left=left)
+            raise NotAuthenticated(
+                "Unknown courier or wrong credential.", attempts_left=verdict.attempts_left
+            )
         session = CourierSession(
             token=secrets.token_urlsafe(24),
             courier_id=courier.id,
@@ -487,7 +487,7 @@ class LockerService:
                 parcel = s.exec(
                     select(Parcel).where(Parcel.pickup_code_hash == self.codes.hash(code))
                 ).first()
-            if parcel is None or parcel.state not in (ParcelState.STORED, ParcelState.EXPIRED):
+            if parcel is None or parcel.state not in PARCEL_INSIDE:
                 failed = self.attempts.record_failure(s, key, now)
                 if failed.locked_for_s > 0:
                     return ("locked", failed.locked_for_s, 0)
@@ -1082,12 +1082,8 @@ class LockerService:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
 
-    def door_states(self) -> dict[str, bool | None]:
-        return dict(self._doors)
-
 
 __all__ = [
-    "ACTIVE_OPERATIONS",
     "CourierSession",
     "LockerError",
     "LockerService",

@@ -49,4 +49,9 @@ class OperationState(StrEnum):
     """The controller stopped (power cut, crash) before the operation finished."""
 
 
-ACTIVE_OPERATIONS = (OperationState.COMMANDED, OperationState.OPENED)
+# An operation in one of these states, not yet closed, owns its compartment's door.
+DOOR_OWNING_OPERATIONS = (
+    OperationState.COMMANDED,
+    OperationState.OPENED,
+    OperationState.CANCELLED,
+)
