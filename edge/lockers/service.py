@@ -720,6 +720,7 @@ class LockerService:
         opened: asyncio.Future[None] = loop.create_future()
         self._open_waiters[command.operation_id] = opened
         self._finished[command.operation_id] = asyncio.Event()
+        opened_ok = False
         try:
             try:
                 await self.locks.unlock(command.address)
@@ -753,8 +754,12 @@ class LockerService:
                         f"Compartment {command.compartment_id} did not open.",
                         compartment=command.compartment_id,
                     )
+            opened_ok = True
         finally:
             self._open_waiters.pop(command.operation_id, None)
+            if not opened_ok:
+                # The door never opened, so nothing will close it: nobody waits for this one.
+                self._finished.pop(command.operation_id, None)
         return OpenedDoor(
             command.operation_id, command.compartment_id, command.kind, command.parcel_id
         )
@@ -967,15 +972,14 @@ class LockerService:
         if op_id is None:
             return
         if code is not None:
-            self._fresh_codes[op_id] = (
-                code,
-                self.clock.monotonic() + self.rules.pickup_code_display_s,
-            )
+            now = self.clock.monotonic()
+            # Codes nobody fetched in time are dropped, so memory does not grow with deposits.
+            for stale in [k for k, (_, until) in self._fresh_codes.items() if until < now]:
+                del self._fresh_codes[stale]
+            self._fresh_codes[op_id] = (code, now + self.rules.pickup_code_display_s)
         finished = self._finished.pop(op_id, None)
         if finished is not None:
-            finished.set()
-            # Keep a set event so late waiters return at once.
-            self._finished[op_id] = finished
+            finished.set()  # late waiters find no event and read the outcome from the database
 
     def _complete(
         self, tx: Transaction, op: DoorOperation, comp: Compartment, now: datetime
