@@ -40,9 +40,9 @@ class LockController:
         self.configs = {config.name: config for config in configs}
         self.buses: dict[str, LockBus] = {}
         self._door_listeners: list[DoorListener] = []
-        # Boards that failed to answer their last request, until they answer again.
-        self._silent_boards: set[tuple[str, int]] = set()
         self._board_listeners: list[BoardListener] = []
+        # Whether each board answered its last request; absent until it was first asked.
+        self._board_answering: dict[tuple[str, int], bool] = {}
         self._availability_listeners: list[AvailabilityListener] = []
         for config in configs:
             bus = LockBus(
@@ -76,7 +76,7 @@ class LockController:
         return bus in self.buses and self.buses[bus].available
 
     def board_available(self, bus: str, board: int) -> bool:
-        return self.available(bus) and (bus, board) not in self._silent_boards
+        return self.available(bus) and self._board_answering.get((bus, board), True)
 
     def add_board_listener(self, listener: BoardListener) -> None:
         """Called with (bus, board, answering) when a board stops or starts answering."""
@@ -93,12 +93,11 @@ class LockController:
 
     def _board_answered(self, bus: str, board: int, answered: bool) -> None:
         key = (bus, board)
-        if answered == (key not in self._silent_boards):
+        # The first answer (or silence) counts as a change too: an operator sees each board
+        # come up, not only fail.
+        if self._board_answering.get(key) == answered:
             return
-        if answered:
-            self._silent_boards.discard(key)
-        else:
-            self._silent_boards.add(key)
+        self._board_answering[key] = answered
         for listener in self._board_listeners:
             listener(bus, board, answered)
 

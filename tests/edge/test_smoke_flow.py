@@ -63,3 +63,12 @@ async def test_finished_operations_leave_no_state_behind(
         await app.lockers.start_deposit(COURIER_ID, "PKG-dead-board", "S")
     site.boards.clear_faults()
     assert app.lockers._finished == {}
+
+
+async def test_every_board_is_reported_up_once_it_answers(app: EdgeApp) -> None:
+    for device in ("lockers/board1", "lockers/board2", "freezer/board0"):
+        event = await app.events.wait_for(  # type: ignore[attr-defined]
+            "device.online", lambda e, d=device: e.data["device"] == d
+        )
+        assert event.data["kind"] == "lock_board"
+        assert app.health.devices[device].available is True
