@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from sqlalchemy import func
-from sqlmodel import Session, col, select
+from sqlmodel import Session, select
 
-from edge.db.tables import Compartment, OutboxEvent
+from edge.db.tables import Compartment
+from edge.outbox.cursor import position as outbox_position
 from edge.outbox.store import Envelope
 
 
@@ -56,12 +57,7 @@ class Metrics:
             select(Compartment.state, func.count()).group_by(Compartment.state)
         ).all():
             self.compartments.labels(state).set(count)
-        pending = session.exec(
-            select(func.count())
-            .select_from(OutboxEvent)
-            .where(col(OutboxEvent.delivered_at).is_(None))
-        ).one()
-        self.outbox_pending.set(pending)
+        self.outbox_pending.set(outbox_position(session).pending)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -32,6 +32,7 @@ from edge.db.tables import Compartment, OutboxEvent, Parcel
 from edge.lockers.errors import LockerError
 from edge.lockers.service import OpenedDoor
 from edge.lockers.states import CompartmentState
+from edge.outbox.cursor import position as outbox_position
 from edge.outbox.store import envelope_of
 
 if TYPE_CHECKING:
@@ -259,6 +260,7 @@ def operator_routes(edge: EdgeApp) -> APIRouter:
         site = edge.config.site.id
 
         def load(s: Session) -> list[EventOut]:
+            acked = outbox_position(s).acked
             rows = s.exec(
                 select(OutboxEvent)
                 .where(OutboxEvent.seq > after_seq)
@@ -266,8 +268,7 @@ def operator_routes(edge: EdgeApp) -> APIRouter:
                 .limit(limit)
             ).all()
             return [
-                EventOut(**envelope_of(r, site).as_dict(), delivered=r.delivered_at is not None)
-                for r in rows
+                EventOut(**envelope_of(r, site).as_dict(), delivered=r.seq <= acked) for r in rows
             ]
 
         return await edge.db.read(load)

@@ -8,56 +8,12 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Literal
 
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    SecretStr,
-    field_validator,
-    model_validator,
-)
+from pydantic import Field, field_validator, model_validator
 
-
-def _read_secret(value: Any) -> Any:
-    """Accept ``{file: PATH}`` and return the file's content, stripped of its trailing newline."""
-    if isinstance(value, dict) and set(value) == {"file"}:
-        path = Path(str(value["file"])).expanduser()
-        try:
-            return path.read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise ValueError(f"cannot read secret file {path}: {exc.strerror}") from exc
-    return value
-
-
-def _not_blank(value: SecretStr) -> SecretStr:
-    # An empty token would let anyone in; an empty code secret would make codes guessable.
-    if not value.get_secret_value().strip():
-        raise ValueError("a secret must not be empty")
-    return value
-
-
-Secret = Annotated[SecretStr, BeforeValidator(_read_secret), AfterValidator(_not_blank)]
-
-
-def _int_from_text(value: Any) -> Any:
-    """Environment overrides arrive as text; a choice among integers accepts ``"1"`` too."""
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value)
-    return value
-
-
-Bit = Annotated[Literal[0, 1], BeforeValidator(_int_from_text)]
-StopBits = Annotated[Literal[1, 2], BeforeValidator(_int_from_text)]
-
-
-class Strict(BaseModel):
-    """Unknown keys are errors: a typo in a config must not be silently ignored."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+from edge.config.sync import CommandsConfig, MqttConfig, OutboxConfig
+from edge.config.types import Bit, Secret, StopBits, Strict
 
 
 class Zone(StrEnum):
@@ -235,6 +191,10 @@ class EdgeConfig(Strict):
     lockboards: list[LockBusConfig] = Field(default_factory=list)
     temperature_sensors: list[TemperatureSensorConfig] = Field(default_factory=list)
     lockers: LockersConfig = LockersConfig()
+    mqtt: MqttConfig | None = None
+    """The upstream broker; without it the site runs alone and events wait in the outbox."""
+    commands: CommandsConfig = CommandsConfig()
+    outbox: OutboxConfig = OutboxConfig()
 
     @property
     def database_path(self) -> Path:

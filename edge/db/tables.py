@@ -76,7 +76,11 @@ class DoorOperation(SQLModel, table=True):
 
 
 class OutboxEvent(SQLModel, table=True):
-    """An event waiting for (or past) upstream delivery; written with the change it reports."""
+    """An event waiting for (or past) upstream delivery; written with the change it reports.
+
+    Delivery is a cursor, not a column: events go upstream in ``seq`` order, so the counter
+    ``outbox_acked`` (the highest ``seq`` the broker acknowledged) says which are delivered.
+    """
 
     __tablename__ = "outbox_event"
 
@@ -85,11 +89,11 @@ class OutboxEvent(SQLModel, table=True):
     type: str
     ts: str
     data: dict[str, object] = Field(sa_column=Column(JSON, nullable=False))
-    delivered_at: datetime | None = Field(default=None, index=True)
 
 
 class Counter(SQLModel, table=True):
-    """Named monotonic counters (the outbox ``seq``): incremented inside the writing transaction."""
+    """Named monotonic counters: the outbox ``seq`` (incremented inside the writing transaction)
+    and ``outbox_acked``, the delivery cursor."""
 
     name: str = Field(primary_key=True)
     value: int
@@ -105,3 +109,21 @@ class CodeAttempts(SQLModel, table=True):
     window_started_at: datetime | None = None
     locked_until: datetime | None = None
     lockouts: int = 0
+
+
+class CommandReceipt(SQLModel, table=True):
+    """A verified downlink command: remembered until it expires, so a replay is recognised, and
+    written in the same transaction as its effect, so a restart never applies it twice."""
+
+    __tablename__ = "command_receipt"
+
+    id: str = Field(primary_key=True)
+    type: str
+    key_id: str
+    received_at: datetime
+    expires_at: datetime = Field(index=True)
+    status: str
+    """``applying`` while a command with effects outside the database runs; then its result."""
+    error_code: str | None = None
+    error_message: str | None = None
+    finished_at: datetime | None = None

@@ -11,8 +11,7 @@ from sqlmodel import Session
 
 from edge.clock import Clock, rfc3339
 from edge.db.tables import OutboxEvent
-
-SEQ_COUNTER = "outbox_seq"
+from edge.outbox.cursor import SEQ_COUNTER
 
 
 @dataclass(frozen=True)

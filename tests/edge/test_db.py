@@ -19,6 +19,7 @@ from edge.db import Database, Transaction, upgrade_to_head
 from edge.db.database import create_sqlite_engine
 from edge.db.migrate import current_revision, head_revision
 from edge.db.tables import Compartment, Counter, OutboxEvent, Parcel
+from edge.outbox.cursor import position as outbox_position
 
 SITE = "db-site"
 
@@ -156,15 +157,17 @@ async def test_a_0001_database_upgrades_in_place_keeping_its_data(tmp_path: Path
             parcel = session.get(Parcel, "p1")
             events = session.exec(select(OutboxEvent).order_by(col(OutboxEvent.seq))).all()
             counter = session.get(Counter, "outbox_seq")
-            return compartment, parcel, events, counter.value
+            return compartment, parcel, events, counter.value, outbox_position(session)
 
-        compartment, parcel, events, counter = await db.read(read)
+        compartment, parcel, events, counter, position = await db.read(read)
         assert (compartment.state, compartment.parcel_id) == ("occupied", "p1")
         assert (parcel.code, parcel.pickup_code_hash) == ("PKG-1", "hash-1")
         assert parcel.deposited_at == datetime(2026, 1, 1, 10, 0, 0, tzinfo=UTC)
         assert [e.seq for e in events] == [1, 2, 3]
         assert events[0].data == {"parcel_code": "PKG-1"}
-        assert [e.delivered_at is None for e in events] == [False, False, True]
+        # The per-event delivery flag became the cursor: events 1 and 2 were delivered.
+        assert (position.acked, position.pending) == (2, 1)
+        assert "command_receipt" in inspect(db.engine).get_table_names()
         assert counter == 3
 
         envelope = await db.transact(lambda tx: tx.emit("parcel.picked_up", {"parcel": "p1"}))
