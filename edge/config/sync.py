@@ -16,8 +16,6 @@ class TlsConfig(Strict):
     cert_file: Path | None = None
     """Client certificate (PEM), for brokers that authenticate sites by certificate."""
     key_file: Path | None = None
-    server_name: str | None = None
-    """Name to check the broker's certificate against, when it differs from ``host``."""
 
     @model_validator(mode="after")
     def _cert_and_key_together(self) -> TlsConfig:

@@ -1,0 +1,1 @@
+"""Upstream sync over MQTT: the outbox drained in order, status and state, signed commands."""
