@@ -23,12 +23,17 @@ from edge.hardware.locks import LockController
 from edge.lockers.service import LockerService
 from edge.lockers.temperature import TemperatureMonitor
 from edge.metrics import Metrics
+from edge.outbox.retention import OutboxKeeper
+from edge.reports import SiteReports
 from edge.runtime.supervisor import Supervisor
+from edge.sync.engine import SyncEngine
 
 log = logging.getLogger(__name__)
 
 # How long a stop waits for doors already being unlocked before it lets go.
 SHUTDOWN_GRACE_S = 5.0
+# How long a stop keeps draining the outbox to a connected broker.
+FLUSH_GRACE_S = 5.0
 
 
 class EdgeApp:
@@ -47,12 +52,26 @@ class EdgeApp:
                 self.health.register(board_device(bus.name, board.address), "lock_board")
         self.lockers = LockerService(config, self.db, self.locks, clock)
         self.temperature = TemperatureMonitor(config, self.db, self.health)
+        self.keeper = OutboxKeeper(config.outbox, self.db, self.db.clock)
+        self.sync = self._build_sync(config) if config.mqtt is not None else None
         self.supervisor = Supervisor()
         self.http: uvicorn.Server | None = None
         self._http_task: asyncio.Task[None] | None = None
         self._checks: set[asyncio.Task[object]] = set()
+        self._sync_task: asyncio.Task[None] | None = None
         self.started = asyncio.Event()
         self._stopping = False
+
+    def _build_sync(self, config: EdgeConfig) -> SyncEngine:
+        assert config.mqtt is not None
+        engine = SyncEngine(config.mqtt, config.site.id, self.version, self.db, self.db.clock)
+        reports = SiteReports(
+            self.db, self.db.clock, self.health, self.temperature, engine.uplink.stats, self.keeper
+        )
+        engine.telemetry = reports.telemetry
+        engine.snapshots = {"compartments": reports.compartments, "devices": reports.devices}
+        self.db.add_event_listener(lambda _events: engine.snapshot_changed())
+        return engine
 
     async def start(self, serve_http: bool = True) -> None:
         self.lockers.sync_from_config()
@@ -73,6 +92,11 @@ class EdgeApp:
                 f"temperature:{sensor.name}", partial(self.temperature.watch_forever, sensor)
             )
         self.supervisor.start("expiry", self.lockers.expire_forever)
+        await self.keeper.check()
+        self.supervisor.start("outbox-retention", self.keeper.run_forever)
+        if self.sync is not None:
+            # Not supervised: the engine reconnects by itself, forever, and ends only on stop.
+            self._sync_task = asyncio.create_task(self.sync.run_forever(), name="sync")
         if serve_http:
             await self._start_http()
         # A bus whose port is missing at boot is reported offline, not left unknown.
@@ -154,6 +178,13 @@ class EdgeApp:
                 await self._http_task
         for task in list(self._checks):
             task.cancel()
+        await self.health.flush()
+        if self.sync is not None and self._sync_task is not None:
+            await self.sync.stop(FLUSH_GRACE_S)
+            try:
+                await asyncio.wait_for(self._sync_task, FLUSH_GRACE_S)
+            except (TimeoutError, asyncio.CancelledError):
+                log.warning("the upstream link did not close in time")
         await self.supervisor.stop()
         await self.lockers.close()
         await self.locks.close()

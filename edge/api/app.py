@@ -33,7 +33,7 @@ from edge.lockers.errors import LockerError
 from edge.lockers.service import OpenedDoor
 from edge.lockers.states import CompartmentState
 from edge.outbox.cursor import position as outbox_position
-from edge.outbox.store import envelope_of
+from edge.outbox.store import OutboxFull, envelope_of
 
 if TYPE_CHECKING:
     from edge.app import EdgeApp
@@ -66,6 +66,14 @@ def create_api(edge: EdgeApp) -> FastAPI:
             status_code=exc.status,
             content={"error": {"code": exc.code, "message": exc.message, "details": exc.details}},
             headers={"Retry-After": str(retry_after)} if retry_after is not None else None,
+        )
+
+    @api.exception_handler(OutboxFull)
+    async def outbox_full(_request: Request, exc: OutboxFull) -> JSONResponse:
+        # refuse_new policy: the change was rolled back, nothing was recorded or done.
+        return JSONResponse(
+            status_code=503,
+            content={"error": {"code": "outbox_full", "message": str(exc), "details": {}}},
         )
 
     @api.exception_handler(HTTPException)

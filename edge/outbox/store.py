@@ -36,10 +36,21 @@ class Envelope:
         }
 
 
+class OutboxFull(RuntimeError):
+    """The undelivered backlog is at its cap and the configured policy is ``refuse_new``."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "the site cannot record more events until the upstream link delivers its backlog"
+        )
+
+
 class OutboxWriter:
     def __init__(self, site: str, clock: Clock) -> None:
         self.site = site
         self.clock = clock
+        self.refuse_after_seq: int | None = None
+        """Set by the retention keeper under ``refuse_new``: no event beyond this ``seq``."""
 
     def append(self, session: Session, type_: str, data: dict[str, Any]) -> Envelope:
         # The counter row is bumped inside the caller's transaction: a rollback takes the number
@@ -48,6 +59,8 @@ class OutboxWriter:
             text("UPDATE counter SET value = value + 1 WHERE name = :name RETURNING value"),
             {"name": SEQ_COUNTER},
         ).scalar_one()
+        if self.refuse_after_seq is not None and seq > self.refuse_after_seq:
+            raise OutboxFull()  # the whole transaction rolls back: the change is refused
         envelope = Envelope(
             id=str(uuid.uuid4()),
             seq=int(seq),
