@@ -147,3 +147,83 @@ async def start_app(
     yield start
     for controller in reversed(list(running)):
         await controller.stop()
+
+
+# ---------------------------------------------------------------- MQTT: a real broker per test
+
+# Imported here, not at the top, so that this section stays one appended block.
+from collections.abc import Awaitable  # noqa: E402
+
+from edge.broker import BrokerTls, LocalBroker, find_mosquitto  # noqa: E402
+from tests.mqtt import TlsMaterial, Upstream, make_tls_material  # noqa: E402
+
+MakeBroker = Callable[..., Awaitable[LocalBroker]]
+
+
+@pytest.fixture
+def mosquitto() -> str:
+    """The mosquitto executable; the test is skipped where there is none."""
+    executable = find_mosquitto()
+    if executable is None:
+        pytest.skip(
+            "mosquitto not installed: not on PATH nor in /usr/sbin or /usr/local/sbin "
+            "(apt-get install mosquitto; scripts/test does it when run as root)"
+        )
+    return executable
+
+
+@pytest.fixture
+async def make_broker(tmp_path: Path, mosquitto: str) -> AsyncIterator[MakeBroker]:
+    """Start a LocalBroker with options (``LocalBroker`` keywords) in its own directory.
+
+    Every broker started is on its own free port, never 1883; all are stopped at teardown.
+    """
+    brokers: list[LocalBroker] = []
+
+    async def start(**options: Any) -> LocalBroker:
+        options.setdefault("executable", mosquitto)
+        broker = LocalBroker(tmp_path / f"broker-{len(brokers) + 1}", **options)
+        brokers.append(broker)
+        await broker.start()
+        return broker
+
+    yield start
+    for broker in reversed(brokers):
+        await broker.stop()
+
+
+@pytest.fixture
+async def broker(make_broker: MakeBroker) -> LocalBroker:
+    """A started mosquitto on a free loopback port, persistence on, anonymous clients allowed."""
+    return await make_broker()
+
+
+@pytest.fixture
+def tls_material(tmp_path: Path) -> TlsMaterial:
+    return make_tls_material(tmp_path / "tls")
+
+
+@pytest.fixture
+async def tls_broker(make_broker: MakeBroker, tls_material: TlsMaterial) -> LocalBroker:
+    """A broker whose listener is TLS only (server certificate for 127.0.0.1 and localhost)."""
+    tls = BrokerTls(tls_material.ca_file, tls_material.server_cert, tls_material.server_key)
+    return await make_broker(tls=tls)
+
+
+@pytest.fixture
+async def mtls_broker(make_broker: MakeBroker, tls_material: TlsMaterial) -> LocalBroker:
+    """A TLS broker that also requires a client certificate signed by the test CA."""
+    tls = BrokerTls(
+        tls_material.ca_file,
+        tls_material.server_cert,
+        tls_material.server_key,
+        require_certificate=True,
+    )
+    return await make_broker(tls=tls)
+
+
+@pytest.fixture
+async def upstream(broker: LocalBroker) -> AsyncIterator[Upstream]:
+    """The upstream consumer (``tests.mqtt.Upstream``) on ``broker``, already subscribed."""
+    async with Upstream(broker.host, broker.port) as consumer:
+        yield consumer

@@ -122,6 +122,7 @@ class Database:
         with Session(self.engine, expire_on_commit=False) as session:
             tx = Transaction(session, self.outbox)
             result = work(tx)
+            self.outbox.flush(session)
             session.commit()
         self.commits += 1
         return result, tx.events

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import insert, text
 from sqlmodel import Session
 
 from edge.clock import Clock, rfc3339
@@ -53,32 +53,53 @@ class OutboxWriter:
         """Set by the retention keeper under ``refuse_new``: no event beyond this ``seq``."""
 
     def append(self, session: Session, type_: str, data: dict[str, Any]) -> Envelope:
-        # The counter row is bumped inside the caller's transaction: a rollback takes the number
-        # back with the event, so consumers never see a gap.
-        seq = session.execute(
-            text("UPDATE counter SET value = value + 1 WHERE name = :name RETURNING value"),
-            {"name": SEQ_COUNTER},
-        ).scalar_one()
+        """Number an event and queue it for the transaction's ``flush``."""
+        pending: PendingEvents | None = session.info.get(_PENDING)
+        if pending is None:
+            current = session.execute(
+                text("SELECT value FROM counter WHERE name = :name"), {"name": SEQ_COUNTER}
+            ).scalar_one()
+            pending = session.info[_PENDING] = PendingEvents(next_seq=int(current) + 1)
+        seq = pending.next_seq
         if self.refuse_after_seq is not None and seq > self.refuse_after_seq:
             raise OutboxFull()  # the whole transaction rolls back: the change is refused
+        pending.next_seq += 1
         envelope = Envelope(
             id=str(uuid.uuid4()),
-            seq=int(seq),
+            seq=seq,
             type=type_,
             ts=rfc3339(self.clock.now()),
             site=self.site,
             data=data,
         )
-        session.add(
-            OutboxEvent(
-                seq=envelope.seq,
-                id=envelope.id,
-                type=envelope.type,
-                ts=envelope.ts,
-                data=envelope.data,
-            )
+        pending.rows.append(
+            {"seq": seq, "id": envelope.id, "type": type_, "ts": envelope.ts, "data": data}
         )
         return envelope
+
+    def flush(self, session: Session) -> None:
+        """Write the queued events and the counter, inside the caller's transaction.
+
+        The counter moves in the same transaction as the events: a rollback takes the numbers
+        back with them, so consumers never see a gap.
+        """
+        pending: PendingEvents | None = session.info.pop(_PENDING, None)
+        if pending is None or not pending.rows:
+            return
+        session.execute(insert(OutboxEvent), pending.rows)
+        session.execute(
+            text("UPDATE counter SET value = :value WHERE name = :name"),
+            {"value": pending.next_seq - 1, "name": SEQ_COUNTER},
+        )
+
+
+@dataclass
+class PendingEvents:
+    next_seq: int
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+
+_PENDING = "edge.outbox.pending"
 
 
 def envelope_of(row: OutboxEvent, site: str) -> Envelope:
