@@ -15,11 +15,14 @@ import uvicorn
 
 from edge import __version__
 from edge.clock import Clock
+from edge.commands.dispatcher import CommandDispatcher
+from edge.commands.verify import CommandVerifier
 from edge.config.models import EdgeConfig
 from edge.db import Database
 from edge.db.migrate import upgrade_to_head
 from edge.devices.health import DeviceHealth
 from edge.hardware.locks import LockController
+from edge.lockers.commands import register_locker_commands
 from edge.lockers.service import LockerService
 from edge.lockers.temperature import TemperatureMonitor
 from edge.metrics import Metrics
@@ -27,6 +30,7 @@ from edge.outbox.retention import OutboxKeeper
 from edge.reports import SiteReports
 from edge.runtime.supervisor import Supervisor
 from edge.sync.engine import SyncEngine
+from edge.sync.replay import register_sync_commands
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +57,13 @@ class EdgeApp:
         self.lockers = LockerService(config, self.db, self.locks, clock)
         self.temperature = TemperatureMonitor(config, self.db, self.health)
         self.keeper = OutboxKeeper(config.outbox, self.db, self.db.clock)
+        self.commands = CommandDispatcher(
+            CommandVerifier(config.commands, self.db.clock), self.db, self.db.clock
+        )
+        register_locker_commands(self.commands, self.lockers)
         self.sync = self._build_sync(config) if config.mqtt is not None else None
+        if self.sync is not None:
+            register_sync_commands(self.commands, self.db, self.sync.uplink)
         self.supervisor = Supervisor()
         self.http: uvicorn.Server | None = None
         self._http_task: asyncio.Task[None] | None = None
@@ -64,7 +74,14 @@ class EdgeApp:
 
     def _build_sync(self, config: EdgeConfig) -> SyncEngine:
         assert config.mqtt is not None
-        engine = SyncEngine(config.mqtt, config.site.id, self.version, self.db, self.db.clock)
+        engine = SyncEngine(
+            config.mqtt,
+            config.site.id,
+            self.version,
+            self.db,
+            self.db.clock,
+            on_command=self.commands.handle,
+        )
         reports = SiteReports(
             self.db, self.db.clock, self.health, self.temperature, engine.uplink.stats, self.keeper
         )
@@ -92,8 +109,10 @@ class EdgeApp:
                 f"temperature:{sensor.name}", partial(self.temperature.watch_forever, sensor)
             )
         self.supervisor.start("expiry", self.lockers.expire_forever)
+        await self.commands.recover()  # commands a crash cut short: answered, never re-run
         await self.keeper.check()
         self.supervisor.start("outbox-retention", self.keeper.run_forever)
+        self.supervisor.start("command-receipts", self._prune_receipts_forever)
         if self.sync is not None:
             # Not supervised: the engine reconnects by itself, forever, and ends only on stop.
             self._sync_task = asyncio.create_task(self.sync.run_forever(), name="sync")
@@ -118,6 +137,11 @@ class EdgeApp:
                 "database": str(self.db.path),
             },
         )
+
+    async def _prune_receipts_forever(self) -> None:
+        while True:
+            await self.commands.prune()
+            await asyncio.sleep(self.config.outbox.prune_interval_s)
 
     def _bus_availability(self, bus: str, available: bool) -> None:
         if self._stopping:

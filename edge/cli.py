@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from edge import __version__
+from edge.commands.cli import add_parsers as add_command_parsers
 from edge.config import ConfigError, EdgeConfig, load_config
 
 log = logging.getLogger("edge.cli")
@@ -86,9 +87,18 @@ def build_parser() -> argparse.ArgumentParser:
     upgrade.add_argument("--config", required=True, type=Path, metavar="PATH")
     upgrade.set_defaults(handler=cmd_db_upgrade)
 
+    add_command_parsers(commands)  # edge keys ..., edge command ...
+
     bench = commands.add_parser("bench", help="run a benchmark; the last line is JSON")
-    bench.add_argument("name", choices=["locker"], help="which benchmark")
-    bench.add_argument("--cycles", type=int, default=1000, help="deposit+pickup cycles")
+    bench.add_argument("name", choices=["locker", "sync", "fleet"], help="which benchmark")
+    bench.add_argument("--cycles", type=int, default=1000, help="locker: deposit+pickup cycles")
+    bench.add_argument(
+        "--events", type=int, default=100_000, help="sync: events enqueued and drained per round"
+    )
+    bench.add_argument(
+        "--plain-events", type=int, default=20_000, help="sync: events of the plain QoS 1 loop"
+    )
+    bench.add_argument("--sites", type=int, default=200, help="fleet: site engines to run")
     bench.set_defaults(handler=cmd_bench)
     return parser
 
@@ -169,6 +179,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    if args.name == "sync":
+        from edge.bench.sync import run_sync_bench
+
+        return asyncio.run(run_sync_bench(args.events, args.plain_events))
+    if args.name == "fleet":
+        from edge.bench.fleet import run_fleet_bench
+
+        return asyncio.run(run_fleet_bench(args.sites))
     from edge.bench.locker import run_locker_bench
 
     return asyncio.run(run_locker_bench(args.cycles))

@@ -117,3 +117,16 @@ def mark_acked(session: Session, through_seq: int) -> None:
         text("UPDATE counter SET value = :seq WHERE name = :name AND value < :seq"),
         {"seq": through_seq, "name": ACKED_COUNTER},
     )
+
+
+def rewind(session: Session, to_seq: int) -> None:
+    """Move the cursor back to ``to_seq`` (never forward), so what follows is sent again."""
+    session.execute(
+        text("UPDATE counter SET value = :seq WHERE name = :name AND value > :seq"),
+        {"seq": max(to_seq, 0), "name": ACKED_COUNTER},
+    )
+
+
+def earliest_retained(session: Session) -> int | None:
+    value = session.execute(text("SELECT MIN(seq) FROM outbox_event")).scalar_one()
+    return None if value is None else int(value)

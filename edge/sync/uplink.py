@@ -48,7 +48,8 @@ class OutboxPublisher:
         self.stats = UplinkStats()
         self._ready = asyncio.Event()
         self._drained = asyncio.Event()
-        self._draining = False
+        self._rewind_to: int | None = None
+        self._released = asyncio.Event()
 
     def on_commit(self, envelopes: list[Envelope]) -> None:
         """Database listener: new events are ready."""
@@ -60,6 +61,14 @@ class OutboxPublisher:
         position = await self.db.read(cursor.position)
         self.stats.acked_seq, self.stats.last_seq = position.acked, position.last
         return position
+
+    def rewind(self, to_seq: int) -> None:
+        """Publish again everything after ``to_seq`` (an upstream that lost events asks for
+        them with ``sync.replay``). Applied by the sender once nothing is in flight, so no
+        late acknowledgement can move the cursor back over the replayed range."""
+        self._rewind_to = to_seq if self._rewind_to is None else min(self._rewind_to, to_seq)
+        self._drained.clear()
+        self._ready.set()
 
     async def wait_drained(self) -> None:
         """Until every committed event is acknowledged (while a connection is up)."""
@@ -85,6 +94,8 @@ class OutboxPublisher:
     ) -> None:
         after = self.stats.acked_seq
         while True:
+            if self._rewind_to is not None:
+                after = await self._apply_rewind(slots)
             await slots.acquire()
             granted = 1
             while granted < self.config.inflight_window and not slots.locked():
@@ -117,6 +128,17 @@ class OutboxPublisher:
                 if after >= self.stats.last_seq:
                     self._drained.set()
             await self._ready.wait()
+
+    async def _apply_rewind(self, slots: asyncio.Semaphore) -> int:
+        while self._in_flight(slots):
+            self._released.clear()
+            await self._released.wait()
+        to_seq, self._rewind_to = self._rewind_to, None
+        assert to_seq is not None
+        await self.db.transact(partial(_rewind, to_seq=to_seq))
+        position = await self.load_position()
+        log.info("outbox rewound for a replay", extra={"from_seq": position.acked + 1})
+        return position.acked
 
     def _in_flight(self, slots: asyncio.Semaphore) -> int:
         return self.config.inflight_window - slots._value
@@ -153,9 +175,14 @@ class OutboxPublisher:
             self.stats.acked_seq = max(self.stats.acked_seq, through)
             for _ in done:
                 slots.release()
+            self._released.set()
             if self.stats.acked_seq >= self.stats.last_seq and not inflight:
                 self._ready.set()  # let the sender confirm the drain
 
 
 def _mark_acked(tx: Transaction, through_seq: int) -> None:
     cursor.mark_acked(tx.session, through_seq)
+
+
+def _rewind(tx: Transaction, to_seq: int) -> None:
+    cursor.rewind(tx.session, to_seq)
