@@ -48,6 +48,8 @@ class MqttConfig(Strict):
     batch_max_bytes: int = Field(default=256 * 1024, ge=1024, le=256 * 1024)
     inflight_window: int = Field(default=8, ge=1, le=100)
     """Messages published and not yet acknowledged by the broker, at most."""
+    connect_timeout_s: float = Field(default=10.0, gt=0, le=300)
+    """For connecting, subscribing and a clean disconnect."""
     publish_timeout_s: float = Field(default=30.0, gt=0)
     """A publish unacknowledged for this long is treated as a dead connection."""
     telemetry_interval_s: float = Field(default=60.0, gt=0)

@@ -30,7 +30,7 @@ def make_client(
     *,
     will: aiomqtt.Will | None = None,
     persistent: bool = True,
-    timeout_s: float = 10.0,
+    timeout_s: float | None = None,
 ) -> aiomqtt.Client:
     """A client for one connection attempt.
 
@@ -54,7 +54,7 @@ def make_client(
         clean_session=None if v5 else not persistent,
         clean_start=not persistent if v5 else True,
         keepalive=config.keepalive_s,
-        timeout=timeout_s,
+        timeout=timeout_s if timeout_s is not None else config.connect_timeout_s,
         properties=properties,
         tls_context=tls_context(config),
         max_inflight_messages=max(20, config.inflight_window * 2),

@@ -129,21 +129,27 @@ class SyncEngine:
         # Commands are acknowledged only after their result is committed: a crash before that
         # gets the command redelivered (and recognised), never lost.
         client._client.manual_ack_set(True)
-        async with client:
-            self._client = client
-            self._on_connected()
-            try:
-                await client.publish(self.topics.status, self._status("online"), qos=1, retain=True)
-                await client.subscribe(self.topics.commands, qos=1)
-                await self._work(client)
-                await client.publish(
-                    self.topics.status, self._status("stopped"), qos=1, retain=True
-                )
-            finally:
-                self._client = None
-                self._connected.clear()
-                self.state.connected = False
+        connected = False
+        try:
+            async with client:
+                connected = True
+                await self._connected_session(client)
+        except Exception as exc:
+            raise SessionFailed(connected) from exc
         log.info("disconnected from the broker on stop", extra={"site": self.site})
+
+    async def _connected_session(self, client: aiomqtt.Client) -> None:
+        self._client = client
+        self._on_connected()
+        try:
+            await client.publish(self.topics.status, self._status("online"), qos=1, retain=True)
+            await client.subscribe(self.topics.commands, qos=1)
+            await self._work(client)
+            await client.publish(self.topics.status, self._status("stopped"), qos=1, retain=True)
+        finally:
+            self._client = None
+            self._connected.clear()
+            self.state.connected = False
 
     def _on_connected(self) -> None:
         self.state.connected = True
@@ -163,10 +169,11 @@ class SyncEngine:
 
     def _disconnected(self, exc: BaseException) -> None:
         self.state.failures += 1
-        reason = _reason(exc)
+        was_connected = isinstance(exc, SessionFailed) and exc.was_connected
+        reason = _reason(exc.__cause__ if isinstance(exc, SessionFailed) and exc.__cause__ else exc)
         self.state.last_error = reason
         log.warning(
-            "broker connection lost" if self.state.connected else "cannot reach the broker",
+            "broker connection lost" if was_connected else "cannot reach the broker",
             extra={"reason": reason, "pending": self.uplink.stats.pending},
         )
 
@@ -225,6 +232,12 @@ class SyncEngine:
                     continue
                 await client.publish(self.topics.state(thing), body.encode(), qos=1, retain=True)
                 self.state.published_snapshots[thing] = body
+
+
+class SessionFailed(Exception):
+    def __init__(self, was_connected: bool) -> None:
+        super().__init__("the broker connection failed")
+        self.was_connected = was_connected
 
 
 def _reason(exc: BaseException) -> str:
