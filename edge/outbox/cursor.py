@@ -130,3 +130,10 @@ def rewind(session: Session, to_seq: int) -> None:
 def earliest_retained(session: Session) -> int | None:
     value = session.execute(text("SELECT MIN(seq) FROM outbox_event")).scalar_one()
     return None if value is None else int(value)
+
+
+def next_seq_after(session: Session, after_seq: int) -> int | None:
+    value = session.execute(
+        text("SELECT MIN(seq) FROM outbox_event WHERE seq > :after"), {"after": after_seq}
+    ).scalar_one()
+    return None if value is None else int(value)

@@ -125,6 +125,10 @@ class OutboxPublisher:
             if self._in_flight(slots) == 0:
                 # The cursor may have moved past ``after`` (a truncated backlog): follow it.
                 after = max(after, (await self.load_position()).acked)
+                skipped_to = await self._skip_hole(after)
+                if skipped_to != after:
+                    after = skipped_to
+                    continue
                 if after >= self.stats.last_seq:
                     self._drained.set()
             await self._ready.wait()
@@ -139,6 +143,20 @@ class OutboxPublisher:
         position = await self.load_position()
         log.info("outbox rewound for a replay", extra={"from_seq": position.acked + 1})
         return position.acked
+
+    async def _skip_hole(self, after: int) -> int:
+        """Events missing from the file (never by this code: truncation moves the cursor)
+        would stall delivery for good; report them and go on with the next one there is."""
+        following = await self.db.read(partial(cursor.next_seq_after, after_seq=after))
+        if following is None or following == after + 1:
+            return after
+        log.error(
+            "events missing from the outbox; skipping them",
+            extra={"first_seq": after + 1, "last_seq": following - 1},
+        )
+        await self.db.transact(partial(_mark_acked, through_seq=following - 1))
+        self.stats.acked_seq = max(self.stats.acked_seq, following - 1)
+        return following - 1
 
     def _in_flight(self, slots: asyncio.Semaphore) -> int:
         return self.config.inflight_window - slots._value
