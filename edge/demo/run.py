@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import signal
 import socket
 import tempfile
@@ -16,6 +17,11 @@ import httpx
 
 from drivers.lockboard.simulator import LockBoardSimulator
 from edge.app import EdgeApp
+from edge.broker import LocalBroker, find_mosquitto
+from edge.commands.envelope import sign_command
+from edge.commands.keys import generate_private_key, public_key_b64
+from edge.commands.send import send_command
+from edge.config.sync import MqttConfig
 from edge.demo.site import (
     COURIER_CREDENTIAL,
     COURIER_ID,
@@ -48,7 +54,8 @@ async def run_demo(data_dir: Path | None, port: int, exit_after_walkthrough: boo
     site = SimulatedSite(workdir)
     await site.start()
     port = _free_port(port)
-    app = EdgeApp(site.config(http_port=port))
+    upstream = await UpstreamLink.start(workdir)
+    app = EdgeApp(site.config(http_port=port, **upstream.config()))
     closing_delay = [1.0]
 
     def people_close_doors(sim: LockBoardSimulator) -> None:
@@ -63,12 +70,15 @@ async def run_demo(data_dir: Path | None, port: int, exit_after_walkthrough: boo
     people_close_doors(site.frozen)
 
     print(f"Edge controller demo — site data in {workdir}")
+    print(f"Upstream link: {upstream.describe()}")
     await app.start()
     await app.wait_checked()
+    if app.sync is not None:
+        await app.sync.wait_connected(5)
     base = f"http://127.0.0.1:{port}"
     try:
         async with httpx.AsyncClient(base_url=base, timeout=30) as http:
-            await walkthrough(http)
+            await walkthrough(http, upstream)
         if exit_after_walkthrough:
             return 0
         closing_delay[0] = 8.0
@@ -87,20 +97,91 @@ async def run_demo(data_dir: Path | None, port: int, exit_after_walkthrough: boo
     finally:
         await app.stop()
         await site.stop()
+        await upstream.stop()
 
 
-async def walkthrough(http: httpx.AsyncClient) -> None:
+class UpstreamLink:
+    """The demo's upstream: a local Mosquitto, a signing key, and a consumer of the events."""
+
+    def __init__(self, workdir: Path, broker: LocalBroker | None) -> None:
+        self.broker = broker
+        self.key = generate_private_key()
+        self.received: list[dict[str, object]] = []
+        self._consumer: asyncio.Task[None] | None = None
+        self._subscribed = asyncio.Event()
+
+    @classmethod
+    async def start(cls, workdir: Path) -> UpstreamLink:
+        if find_mosquitto() is None:
+            return cls(workdir, None)
+        broker = LocalBroker(workdir / "broker", persistence=False)
+        await broker.start()
+        link = cls(workdir, broker)
+        link._consumer = asyncio.create_task(link._consume())
+        await asyncio.wait_for(link._subscribed.wait(), 10)
+        return link
+
+    def describe(self) -> str:
+        if self.broker is None:
+            return "off (mosquitto is not installed: events wait in the outbox)"
+        return f"embedded Mosquitto at {self.broker.url}"
+
+    def config(self) -> dict[str, object]:
+        if self.broker is None:
+            return {}
+        return {
+            "mqtt": {"host": self.broker.host, "port": self.broker.port},
+            "commands": {
+                "trusted_keys": [{"id": "demo-cloud", "public_key": public_key_b64(self.key)}]
+            },
+        }
+
+    @property
+    def mqtt(self) -> MqttConfig:
+        assert self.broker is not None
+        return MqttConfig(host=self.broker.host, port=self.broker.port)
+
+    async def _consume(self) -> None:
+        import aiomqtt
+
+        assert self.broker is not None
+        async with aiomqtt.Client(self.broker.host, self.broker.port) as client:
+            await client.subscribe("edge/v1/+/events", qos=1)
+            self._subscribed.set()
+            async for message in client.messages:
+                if isinstance(message.payload, bytes):
+                    self.received.extend(json.loads(message.payload))
+
+    async def stop(self) -> None:
+        if self._consumer is not None:
+            self._consumer.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._consumer
+        if self.broker is not None:
+            await self.broker.stop()
+
+
+async def walkthrough(http: httpx.AsyncClient, upstream: UpstreamLink) -> None:
     kiosk = {"X-Kiosk-Token": KIOSK_TOKEN}
     operator = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
 
-    print("\n1. Upstream announces a chilled parcel (what parcel.expect will do over MQTT)")
-    r = await http.post(
-        "/api/v1/parcels/expected",
-        headers=operator,
-        json={"code": PARCEL, "size": "M", "zone": "chilled"},
-    )
-    r.raise_for_status()
-    _say("expected", f"parcel {PARCEL}, size M, chilled zone")
+    expected = {"parcel_code": PARCEL, "size": "M", "zone": "chilled"}
+    if upstream.broker is not None:
+        print("\n1. Upstream announces a chilled parcel: a signed parcel.expect over MQTT")
+        command = sign_command(upstream.key, "parcel.expect", expected, ttl_s=300)
+        result = await send_command(upstream.mqtt, "demo-site", command, wait_s=10)
+        if result is None or result["status"] != "ok":
+            raise RuntimeError(f"parcel.expect was not applied: {result}")
+        _say("expected", f"parcel {PARCEL}, size M, chilled zone (command.result: ok)")
+    else:
+        print("\n1. Upstream announces a chilled parcel (through the operator API: no broker)")
+        r = await http.post(
+            "/api/v1/parcels/expected",
+            headers=operator,
+            json={"code": PARCEL, "size": "M", "zone": "chilled"},
+        )
+        r.raise_for_status()
+        _say("expected", f"parcel {PARCEL}, size M, chilled zone")
 
     print("2. A courier signs in at the kiosk and scans the parcel")
     r = await http.post(
@@ -141,12 +222,21 @@ async def walkthrough(http: httpx.AsyncClient) -> None:
     )
     _say("picked up", f"door closed, operation {r.json()['state']}")
 
-    print("5. What the site will sync upstream (the outbox, in seq order)")
+    print("5. What the site synced upstream (the outbox, in seq order)")
     r = await http.get("/api/v1/events", headers=operator, params={"limit": 1000})
-    for event in r.json():
-        if event["type"].startswith(("parcel.", "door.", "compartment.")):
+    events = r.json()
+    if upstream.broker is not None:
+        # Give the live link a moment to deliver the last events (it is milliseconds).
+        for _ in range(50):
+            if len({e["id"] for e in upstream.received}) >= len(events):
+                break
+            await asyncio.sleep(0.05)
+    arrived = {e["id"] for e in upstream.received}
+    for event in events:
+        if event["type"].startswith(("parcel.", "door.", "compartment.", "command.")):
             compartment = event["data"].get("compartment", "")
-            _say(f"seq {event['seq']}", f"{event['type']:<20} {compartment}")
+            where = "received upstream" if event["id"] in arrived else "waiting in the outbox"
+            _say(f"seq {event['seq']}", f"{event['type']:<20} {compartment:<6} {where}")
     with contextlib.suppress(httpx.HTTPError):
         r = await http.get("/metrics")
         up = [line for line in r.text.splitlines() if line.startswith("edge_device_up")]
