@@ -10,9 +10,12 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from sqlalchemy import func
 from sqlmodel import Session, select
 
+from edge.commands.dispatcher import CommandDispatcher
 from edge.db.tables import Compartment
 from edge.outbox.cursor import position as outbox_position
+from edge.outbox.retention import OutboxKeeper
 from edge.outbox.store import Envelope
+from edge.sync.engine import SyncEngine
 
 
 class Metrics:
@@ -46,6 +49,70 @@ class Metrics:
         self.bus_corrupt = Gauge(
             "edge_lockbus_corrupt_frames", "Corrupt frames skipped", ["bus"], registry=r
         )
+
+        self.sync_connected = Gauge(
+            "edge_sync_connected", "1 while connected to the upstream broker", registry=r
+        )
+        self.sync_connects = Gauge(
+            "edge_sync_connects", "Connections to the broker since start", registry=r
+        )
+        self.sync_failures = Gauge(
+            "edge_sync_connection_failures",
+            "Failed or lost broker connections since start",
+            registry=r,
+        )
+        self.sync_published = Gauge(
+            "edge_sync_published_events",
+            "Events acknowledged by the broker since start",
+            registry=r,
+        )
+        self.outbox_acked_seq = Gauge(
+            "edge_outbox_acked_seq", "Highest seq the broker acknowledged", registry=r
+        )
+        self.outbox_last_seq = Gauge("edge_outbox_last_seq", "Highest seq written", registry=r)
+        self.outbox_backlog_bytes = Gauge(
+            "edge_outbox_backlog_bytes", "Estimated disk size of undelivered events", registry=r
+        )
+        self.outbox_cap_bytes = Gauge(
+            "edge_outbox_cap_bytes", "Disk cap for undelivered events", registry=r
+        )
+        self.outbox_backlog_alarm = Gauge(
+            "edge_outbox_backlog_alarm", "1 while the backlog is above its alarm level", registry=r
+        )
+        self.outbox_truncated = Gauge(
+            "edge_outbox_truncated_events",
+            "Undelivered events dropped at the cap since start (drop_oldest)",
+            registry=r,
+        )
+        self.commands = Gauge(
+            "edge_commands",
+            "Downlink commands since start, by outcome and error code",
+            ["status", "code"],
+            registry=r,
+        )
+
+    def read_sync(self, sync: SyncEngine | None, keeper: OutboxKeeper) -> None:
+        backlog = keeper.backlog
+        self.outbox_backlog_bytes.set(backlog.bytes)
+        self.outbox_cap_bytes.set(keeper.cap_bytes)
+        self.outbox_backlog_alarm.set(1 if backlog.alarmed else 0)
+        self.outbox_truncated.set(backlog.truncated_events)
+        if sync is None:
+            return
+        self.sync_connected.set(1 if sync.state.connected else 0)
+        self.sync_connects.set(sync.state.connects)
+        self.sync_failures.set(sync.state.failures)
+        stats = sync.uplink.stats
+        self.sync_published.set(stats.events)
+        self.outbox_acked_seq.set(stats.acked_seq)
+        self.outbox_last_seq.set(stats.last_seq)
+
+    def read_commands(self, dispatcher: CommandDispatcher) -> None:
+        self.commands.labels("ok", "").set(dispatcher.accepted)
+        for code, count in dispatcher.rejected.items():
+            self.commands.labels("rejected", code).set(count)
+        for code, count in dispatcher.failed.items():
+            self.commands.labels("failed", code).set(count)
 
     def count_events(self, envelopes: list[Envelope]) -> None:
         for envelope in envelopes:

@@ -134,6 +134,8 @@ def create_api(edge: EdgeApp) -> FastAPI:
             last = edge.temperature.watches[sensor.name].last_celsius
             if last is not None:
                 edge.metrics.temperature.labels(sensor.name, sensor.zone.value).set(last)
+        edge.metrics.read_sync(edge.sync, edge.keeper)
+        edge.metrics.read_commands(edge.commands)
         return Response(edge.metrics.render(), media_type="text/plain; version=0.0.4")
 
     return api

@@ -11,8 +11,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 import yaml
 
+from edge.api.app import create_api
 from edge.app import EdgeApp
 from edge.broker import LocalBroker
 from edge.clock import ManualClock
@@ -22,6 +24,7 @@ from edge.commands.send import send_command
 from edge.config.sync import MqttConfig
 from edge.db.tables import Compartment
 from edge.demo.site import COURIER_ID, SimulatedSite
+from tests.edge.test_power_cut import free_port
 from tests.mqtt import Upstream, subscription
 
 SITE = "demo-site"  # SimulatedSite's site id
@@ -29,11 +32,11 @@ REPO = Path(__file__).resolve().parents[2]
 KEY = generate_private_key()
 
 
-def link(broker: LocalBroker, **changes: Any) -> dict[str, Any]:
-    """Config overrides: the mqtt section and a trusted command key."""
+def link(broker: LocalBroker | int, **changes: Any) -> dict[str, Any]:
+    """Config overrides: the mqtt section (a broker, or a bare port) and a trusted key."""
     mqtt: dict[str, Any] = {
-        "host": broker.host,
-        "port": broker.port,
+        "host": "127.0.0.1",
+        "port": broker if isinstance(broker, int) else broker.port,
         "telemetry_interval_s": 0.2,
         "reconnect": {"initial_s": 0.05, "max_s": 0.3},
         "connect_timeout_s": 3,
@@ -199,3 +202,31 @@ async def test_edge_command_send_from_the_command_line(
     assert process.returncode == 0, (out, err)
     assert '"status": "ok"' in out.decode() or '"status":"ok"' in out.decode()
     assert not (await compartment(app, target)).enabled
+
+
+async def test_with_the_broker_unreachable_the_site_works_and_metrics_show_the_backlog(
+    start_app: Callable[..., Any], site: SimulatedSite
+) -> None:
+    app: EdgeApp = await start_app(**link(free_port()))  # nobody listens there
+    door = await app.lockers.start_deposit(COURIER_ID, "SF000111", "S")
+    site.close_door(door.compartment_id)
+    view = await app.lockers.wait_operation(door.operation_id, wait_s=10)
+    assert view.pickup_code is not None  # the deposit completed while offline
+
+    transport = httpx.ASGITransport(app=create_api(app))
+    async with httpx.AsyncClient(transport=transport, base_url="http://edge") as http:
+        metrics = (await http.get("/metrics")).text
+    assert app.sync is not None and app.sync.state.failures >= 1
+    pending = _metric(metrics, "edge_outbox_pending")
+    assert pending >= 4  # door.commanded, door.opened, door.closed, parcel.deposited at least
+    assert _metric(metrics, "edge_sync_connected") == 0
+    assert _metric(metrics, "edge_outbox_last_seq") - _metric(metrics, "edge_outbox_acked_seq") == (
+        pending
+    )
+
+
+def _metric(text: str, name: str) -> float:
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError(f"{name} not in /metrics")
