@@ -58,7 +58,7 @@ class EdgeApp:
         self.temperature = TemperatureMonitor(config, self.db, self.health)
         self.keeper = OutboxKeeper(config.outbox, self.db, self.db.clock)
         self.commands = CommandDispatcher(
-            CommandVerifier(config.commands, self.db.clock), self.db, self.db.clock
+            CommandVerifier(config.commands, self.db.clock, config.site.id), self.db, self.db.clock
         )
         register_locker_commands(self.commands, self.lockers)
         self.sync = self._build_sync(config) if config.mqtt is not None else None

@@ -174,7 +174,7 @@ def _send(args: argparse.Namespace) -> int:
         key = load_private_key(args.key)
     except ValueError as exc:
         raise _Invalid(str(exc)) from None
-    envelope = sign_command(key, args.type, data, ttl_s=args.ttl, kid=args.kid)
+    envelope = sign_command(key, args.type, data, ttl_s=args.ttl, kid=args.kid, site=site)
     try:
         result = asyncio.run(send_command(mqtt, site, envelope, args.wait))
     except (aiomqtt.MqttError, OSError) as exc:

@@ -22,7 +22,7 @@ from edge.commands.canonical import canonical_json
 
 TYPE_PATTERN = re.compile(r"^[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*$")
 REQUIRED_FIELDS = frozenset({"id", "type", "issued_at", "expires_at", "data", "sig"})
-OPTIONAL_FIELDS = frozenset({"kid"})
+OPTIONAL_FIELDS = frozenset({"kid", "site"})
 SIGNATURE_BYTES = 64
 
 
@@ -38,10 +38,15 @@ def sign_command(
     *,
     ttl_s: float,
     kid: str | None = None,
+    site: str | None = None,
     command_id: str | None = None,
     issued_at: datetime | None = None,
 ) -> dict[str, Any]:
-    """A signed envelope, valid from ``issued_at`` (default now) for ``ttl_s`` seconds."""
+    """A signed envelope, valid from ``issued_at`` (default now) for ``ttl_s`` seconds.
+
+    ``site`` binds the command to one site: another site rejects it (``wrong_site``), so a
+    command captured at one site cannot be replayed at the next.
+    """
     if not TYPE_PATTERN.match(type_):
         raise ValueError(f"command type {type_!r} is not of the form domain.verb")
     if not isinstance(data, dict):
@@ -64,6 +69,8 @@ def sign_command(
     }
     if kid is not None:
         envelope["kid"] = kid
+    if site is not None:
+        envelope["site"] = site
     signature = private_key.sign(signing_input(envelope))
     envelope["sig"] = base64.b64encode(signature).decode("ascii")
     return envelope

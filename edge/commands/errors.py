@@ -11,6 +11,7 @@ BAD_SIGNATURE = "bad_signature"
 EXPIRED = "expired"
 NOT_YET_VALID = "not_yet_valid"
 LIFETIME_TOO_LONG = "lifetime_too_long"
+WRONG_SITE = "wrong_site"
 # Dispatch (edge.commands.dispatcher), for verified commands.
 UNKNOWN_TYPE = "unknown_type"
 REPLAYED = "replayed"
@@ -29,6 +30,7 @@ REJECTION_CODES = frozenset(
         EXPIRED,
         NOT_YET_VALID,
         LIFETIME_TOO_LONG,
+        WRONG_SITE,
         UNKNOWN_TYPE,
         REPLAYED,
         INVALID_DATA,

@@ -51,9 +51,13 @@ class VerifiedCommand:
 
 
 class CommandVerifier:
-    def __init__(self, config: CommandsConfig, clock: Clock | None = None) -> None:
+    def __init__(
+        self, config: CommandsConfig, clock: Clock | None = None, site: str | None = None
+    ) -> None:
         self.config = config
         self.clock = clock or Clock()
+        self.site = site
+        """This site's id: a command naming another ``site`` is rejected."""
         self._keys: dict[str, Ed25519PublicKey] = {}
         for index, trusted in enumerate(config.trusted_keys):
             where = f"commands.trusted_keys[{index}] ({trusted.id})"
@@ -111,12 +115,19 @@ class CommandVerifier:
         if "kid" in envelope and (not isinstance(kid, str) or not _KEY_ID.match(kid)):
             raise invalid("kid must be a key id (letters, digits, '_', '.', '-'; at most 64)")
 
+        site = envelope.get("site")
+        if "site" in envelope and not isinstance(site, str):
+            raise invalid("site must be a string")
+
         key_id = self._check_signature(
             signing_input(envelope), signature, kid, command_id, known_type
         )
 
         def rejected(code: str, message: str) -> CommandRejected:
             return CommandRejected(code, message, command_id, known_type)
+
+        if site is not None and self.site is not None and site != self.site:
+            raise rejected(errors.WRONG_SITE, f"addressed to site {site!r}, this is {self.site!r}")
 
         now = self.clock.now()
         if expires_at <= now:

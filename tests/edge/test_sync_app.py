@@ -140,6 +140,19 @@ async def test_signed_commands_are_applied_and_forged_ones_are_not(
     unknown = await command(broker, clock, "compartment.paint", {"compartment_id": target})
     assert unknown["status"] == "rejected" and unknown["error"]["code"] == "unknown_type"
 
+    # A command addressed to another site (captured there, replayed here) is refused.
+    data = {"compartment_id": target, "reason": "fixed"}
+    elsewhere = sign_command(
+        KEY, "compartment.enable", data, ttl_s=60, site="other-site", issued_at=clock.now()
+    )
+    refused = await send_command(cloud(broker), SITE, elsewhere, wait_s=10)
+    assert refused is not None and refused["error"]["code"] == "wrong_site"
+    assert not (await compartment(app, target)).enabled
+    here = sign_command(KEY, "compartment.enable", data, ttl_s=60, site=SITE, issued_at=clock.now())
+    enabled = await send_command(cloud(broker), SITE, here, wait_s=10)
+    assert enabled is not None and enabled["status"] == "ok"
+    assert (await compartment(app, target)).enabled
+
 
 async def test_a_command_sent_while_the_site_is_offline_arrives_when_it_reconnects(
     start_app: Callable[..., Any],
