@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BeforeValidator, Field, model_validator
+from pydantic import BeforeValidator, Field, FilePath, model_validator
 
 from edge.config.types import Secret, Strict, read_secret_file
 
 
 class TlsConfig(Strict):
-    ca_file: Path
+    ca_file: FilePath
     """The CA that signed the broker's certificate (PEM)."""
-    cert_file: Path | None = None
+    cert_file: FilePath | None = None
     """Client certificate (PEM), for brokers that authenticate sites by certificate."""
-    key_file: Path | None = None
+    key_file: FilePath | None = None
 
     @model_validator(mode="after")
     def _cert_and_key_together(self) -> TlsConfig:

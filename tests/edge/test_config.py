@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from edge.cli import main
+from edge.commands.keys import generate_private_key, public_key_b64
 from edge.config import ConfigError, EdgeConfig, Problem, Zone, load_config, parse_config
 
 REPO = Path(__file__).resolve().parents[2]
@@ -687,9 +688,14 @@ def test_production_example_is_valid(tmp_path: Path) -> None:
     text = text.replace("/etc/edge/secrets/", f"{secrets_dir}/")
     referenced = re.findall(r"\{file: ([^}]+)\}", text)
     referenced = [path for path in referenced if path.startswith(str(secrets_dir))]
-    assert len(referenced) == 4
+    assert len(referenced) == 5
     for path in referenced:
         Path(path).write_text(f"secret for {Path(path).name}\n", encoding="utf-8")
+    # The upstream link's files: a signing key's public half and the TLS material.
+    text = text.replace("/etc/edge/keys/", f"{tmp_path}/").replace("/etc/edge/tls/", f"{tmp_path}/")
+    (tmp_path / "cloud-2026.pub").write_text(public_key_b64(generate_private_key()) + "\n")
+    for name in ("ca.pem", "site.pem", "site.key"):
+        (tmp_path / name).write_text("PEM\n")
     config = load_config(write(tmp_path, text, "production.yaml"), NO_ENV)
 
     assert config.code_secret.get_secret_value() == "secret for code-secret"
@@ -700,6 +706,20 @@ def test_production_example_is_valid(tmp_path: Path) -> None:
         assert bus.port.startswith(("/dev/serial/by-id/", "/dev/edge-"))
     assert len(config.temperature_sensors) == 2
     assert config.lockers.code_attempts.max_failures == 5
+    assert config.mqtt is not None and config.mqtt.effective_port == 8883
+    assert config.mqtt.tls is not None and config.mqtt.tls.cert_file == tmp_path / "site.pem"
+    assert [key.id for key in config.commands.trusted_keys] == ["cloud-2026"]
+    assert config.outbox.when_full == "drop_oldest"
+
+
+def test_a_missing_tls_file_is_a_config_problem(tmp_path: Path) -> None:
+    text = (
+        "site: {id: s1}\ncode_secret: abc\n"
+        f"mqtt: {{host: broker, tls: {{ca_file: {tmp_path}/nowhere.pem}}}}\n"
+    )
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text, "tls.yaml", NO_ENV)
+    assert any(p.path == "mqtt.tls.ca_file" for p in caught.value.problems), caught.value
 
 
 def test_blank_secrets_are_problems(tmp_path: Path) -> None:
