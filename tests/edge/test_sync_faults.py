@@ -9,7 +9,7 @@ site for it again with a signed ``sync.replay`` command, as a real upstream woul
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from functools import partial
 from pathlib import Path
@@ -19,19 +19,15 @@ from sqlalchemy import text
 
 from edge.broker import LocalBroker
 from edge.clock import Clock
-from edge.commands.dispatcher import CommandDispatcher
 from edge.commands.envelope import sign_command
-from edge.commands.keys import generate_private_key, public_key_b64
 from edge.commands.send import send_command
-from edge.commands.verify import CommandVerifier
-from edge.config.sync import CommandsConfig, MqttConfig, ReconnectConfig, TrustedKey
+from edge.config.sync import MqttConfig, ReconnectConfig
 from edge.db import Database, Transaction
-from edge.db.migrate import upgrade_to_head
 from edge.outbox.cursor import mark_acked
 from edge.sync.engine import SyncEngine
-from edge.sync.replay import register_sync_commands
 from tests.conftest import MakeBroker
 from tests.mqtt import Upstream
+from tests.sync import CLOUD_KEY, engine_taking_commands, running, site_database
 
 SITE = "fault-site"
 BATCH = 20
@@ -40,10 +36,9 @@ RESTARTS = 3
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> AsyncIterator[Database]:
-    database = Database(tmp_path / "site.db", SITE)
-    upgrade_to_head(database.engine)
-    yield database  # type: ignore[misc]
+def db(tmp_path: Path) -> Iterator[Database]:
+    database = site_database(tmp_path, SITE)
+    yield database
     database.close()
 
 
@@ -87,16 +82,6 @@ async def producing(db: Database) -> AsyncIterator[Callable[[], int]]:
         await task
 
 
-@asynccontextmanager
-async def running(engine: SyncEngine) -> AsyncIterator[SyncEngine]:
-    task = asyncio.create_task(engine.run_forever())
-    try:
-        yield engine
-    finally:
-        await engine.stop(flush_timeout_s=2)
-        await asyncio.wait_for(task, 10)
-
-
 async def broker_goes_away_mid_drain(
     broker: LocalBroker,
     upstream: Upstream,
@@ -138,15 +123,9 @@ async def test_a_broker_restarted_mid_drain_several_times_loses_nothing(
 async def test_a_broker_killed_mid_drain_loses_acknowledged_events_and_replay_recovers_them(
     db: Database, make_broker: MakeBroker
 ) -> None:
-    key = generate_private_key()
-    commands = CommandsConfig(trusted_keys=[TrustedKey(id="cloud", public_key=public_key_b64(key))])
-    dispatcher = CommandDispatcher(CommandVerifier(commands), db)
     broker = await make_broker()
     async with Upstream(broker.host, broker.port) as upstream:
-        engine = SyncEngine(
-            config_for(broker), SITE, "t", db, Clock(), on_command=dispatcher.handle
-        )
-        register_sync_commands(dispatcher, db, engine.uplink)
+        engine = engine_taking_commands(config_for(broker), SITE, db)
         async with running(engine):
             last = await broker_goes_away_mid_drain(broker, upstream, engine, db, broker.kill)
             await upstream.wait_for_seq(SITE, last, timeout=30)
@@ -155,7 +134,7 @@ async def test_a_broker_killed_mid_drain_loses_acknowledged_events_and_replay_re
             # consumer asks for everything from the first gap on.
             gaps = upstream.gaps(SITE)
             if gaps:
-                replay = sign_command(key, "sync.replay", {"from_seq": gaps[0][0]}, ttl_s=60)
+                replay = sign_command(CLOUD_KEY, "sync.replay", {"from_seq": gaps[0][0]}, ttl_s=60)
                 result = await send_command(config_for(broker), SITE, replay, wait_s=10)
                 assert result is not None and result["status"] == "ok", result
                 result_seq = last + 1  # the command.result event itself follows the last event
@@ -170,12 +149,8 @@ async def test_events_a_killed_broker_never_saved_are_replayed_on_request(
 ) -> None:
     """Deterministic loss: the consumer is offline, the broker acknowledges events into the
     consumer's queue, and dies before saving them. Only a replay can bring them back."""
-    key = generate_private_key()
-    commands = CommandsConfig(trusted_keys=[TrustedKey(id="cloud", public_key=public_key_b64(key))])
-    dispatcher = CommandDispatcher(CommandVerifier(commands), db)
     broker = await make_broker()
-    engine = SyncEngine(config_for(broker), SITE, "t", db, Clock(), on_command=dispatcher.handle)
-    register_sync_commands(dispatcher, db, engine.uplink)
+    engine = engine_taking_commands(config_for(broker), SITE, db)
     async with running(engine):
         async with Upstream(broker.host, broker.port) as upstream:
             await broker.persist()  # the consumer's session survives the kill, its queue not
@@ -192,7 +167,7 @@ async def test_events_a_killed_broker_never_saved_are_replayed_on_request(
             assert upstream.gaps(SITE, start=801) == []
             assert 501 not in upstream.site(SITE).seen_seqs  # lost with the broker
 
-            replay = sign_command(key, "sync.replay", {"from_seq": 501}, ttl_s=60)
+            replay = sign_command(CLOUD_KEY, "sync.replay", {"from_seq": 501}, ttl_s=60)
             result = await send_command(config_for(broker), SITE, replay, wait_s=10)
             assert result is not None and result["status"] == "ok", result
             assert result["result"] == {"from_seq": 501, "through_seq": 900}
@@ -203,20 +178,16 @@ async def test_events_a_killed_broker_never_saved_are_replayed_on_request(
 async def test_a_replay_of_pruned_events_fails_with_a_clear_code(
     db: Database, make_broker: MakeBroker
 ) -> None:
-    key = generate_private_key()
-    commands = CommandsConfig(trusted_keys=[TrustedKey(id="cloud", public_key=public_key_b64(key))])
-    dispatcher = CommandDispatcher(CommandVerifier(commands), db)
     broker = await make_broker()
-    engine = SyncEngine(config_for(broker), SITE, "t", db, Clock(), on_command=dispatcher.handle)
-    register_sync_commands(dispatcher, db, engine.uplink)
+    engine = engine_taking_commands(config_for(broker), SITE, db)
     await db.transact(partial(_emit, count=50))
     await db.transact(lambda tx: mark_acked(tx.session, 30))
     await db.transact(lambda tx: tx.session.exec(text("DELETE FROM outbox_event WHERE seq < 20")))
     async with running(engine):
         assert await engine.wait_connected(10)
-        replay = sign_command(key, "sync.replay", {"from_seq": 5}, ttl_s=60)
+        replay = sign_command(CLOUD_KEY, "sync.replay", {"from_seq": 5}, ttl_s=60)
         result = await send_command(config_for(broker), SITE, replay, wait_s=10)
-        ahead = sign_command(key, "sync.replay", {"from_seq": 500}, ttl_s=60)
+        ahead = sign_command(CLOUD_KEY, "sync.replay", {"from_seq": 500}, ttl_s=60)
         beyond = await send_command(config_for(broker), SITE, ahead, wait_s=10)
     assert result is not None and result["status"] == "failed"
     assert result["error"]["code"] == "pruned" and "seq 20" in result["error"]["message"]

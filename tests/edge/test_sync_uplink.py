@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -17,21 +16,20 @@ from edge.broker import LocalBroker
 from edge.clock import Clock
 from edge.config.sync import MqttConfig, ReconnectConfig, TlsConfig
 from edge.db import Database, Transaction
-from edge.db.migrate import upgrade_to_head
 from edge.outbox import cursor
 from edge.sync.engine import SyncEngine
 from tests.conftest import MakeBroker
 from tests.mqtt import TlsMaterial, Upstream, subscription
+from tests.sync import running, site_database
 
 SITE = "sync-site"
 FAST_RECONNECT = ReconnectConfig(initial_s=0.05, max_s=0.2)
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> AsyncIterator[Database]:
-    database = Database(tmp_path / "site.db", SITE)
-    upgrade_to_head(database.engine)
-    yield database  # type: ignore[misc]
+def db(tmp_path: Path) -> Iterator[Database]:
+    database = site_database(tmp_path, SITE)
+    yield database
     database.close()
 
 
@@ -46,16 +44,6 @@ def mqtt_config(broker: LocalBroker, **changes: Any) -> MqttConfig:
     }
     values.update(changes)
     return MqttConfig(**values)
-
-
-@asynccontextmanager
-async def running(engine: SyncEngine) -> AsyncIterator[SyncEngine]:
-    task = asyncio.create_task(engine.run_forever())
-    try:
-        yield engine
-    finally:
-        await engine.stop(flush_timeout_s=2)
-        await asyncio.wait_for(task, 10)
 
 
 def emit_many(tx: Transaction, count: int, size: int = 50) -> None:
