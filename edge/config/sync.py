@@ -84,10 +84,13 @@ class OutboxConfig(Strict):
     """Delivered events are kept this long (to answer questions, to replay), then pruned."""
     prune_interval_s: float = Field(default=3600, gt=0)
     max_backlog_mb: float = Field(default=1024, gt=0)
-    """Disk cap for events not yet delivered."""
+    """Cap for the estimated size of undelivered events (stored fields plus 64 bytes a row)."""
     backlog_alarm_ratio: float = Field(default=0.5, gt=0, lt=1)
-    """An ``outbox.backlog_high`` alarm is raised when the backlog passes this share of the cap."""
+    """``outbox.backlog_high`` when the backlog passes this share of the cap;
+    ``outbox.backlog_ok`` when it falls below 80 % of that level."""
     when_full: Literal["drop_oldest", "refuse_new"] = "drop_oldest"
-    """At the cap: ``drop_oldest`` deletes the oldest undelivered events and records the range in
-    an ``outbox.truncated`` event (the site keeps working); ``refuse_new`` fails every change that
-    would add an event (nothing is dropped, the site stops selling)."""
+    """At the cap: ``drop_oldest`` deletes the oldest undelivered events (down to 90 % of the
+    cap), moves the delivery cursor past them and records the range in an ``outbox.truncated``
+    event (the site keeps working); ``refuse_new`` drops nothing and refuses new deposits
+    (HTTP 503 ``outbox_full``) before any door moves, while events of what already happened
+    (work under way, pickups, doors, devices, command results) are still written past the cap."""

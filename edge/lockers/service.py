@@ -398,6 +398,9 @@ class LockerService:
         self, tx: Transaction, courier_id: str, code: str, size: str | None, zone: str | None
     ) -> DoorCommand:
         s, now = tx.session, self.clock.now()
+        # refuse_new at the cap: no new parcel comes in (before anything is reserved). Pickups
+        # and returns still work: they empty compartments and the parcels are already inside.
+        self.db.outbox.admit_new_work(s)
         courier = s.get(Courier, courier_id)
         if courier is None or not courier.active:
             raise NotAuthenticated("This courier may not deposit.")

@@ -37,11 +37,15 @@ class Envelope:
 
 
 class OutboxFull(RuntimeError):
-    """The undelivered backlog is at its cap and the configured policy is ``refuse_new``."""
+    """New work refused: the undelivered backlog is at its cap under ``refuse_new``.
+
+    Raised only by ``OutboxWriter.admit_new_work``, before anything has moved; events that
+    record what already happened are always written (see ``admit_new_work``).
+    """
 
     def __init__(self) -> None:
         super().__init__(
-            "the site cannot record more events until the upstream link delivers its backlog"
+            "the site takes no new work until the upstream link delivers its backlog of events"
         )
 
 
@@ -50,19 +54,27 @@ class OutboxWriter:
         self.site = site
         self.clock = clock
         self.refuse_after_seq: int | None = None
-        """Set by the retention keeper under ``refuse_new``: no event beyond this ``seq``."""
+        """Set by the retention keeper under ``refuse_new`` (None otherwise): new work is
+        admitted only while its first event would get a ``seq`` up to this one."""
+
+    def admit_new_work(self, session: Session) -> None:
+        """Raise ``OutboxFull`` if the backlog is at its cap under ``refuse_new``.
+
+        Called in the transaction that begins new customer or courier work (a deposit, a
+        pickup, a courier's return), before any door is commanded: refusing then leaves
+        nothing half done. ``append`` itself never refuses: an event that reports what
+        already happened (a door closing on a pickup under way, a device going offline, the
+        answer to a command) must be recorded, or the database would disagree with reality.
+        So the cap is exceeded by the events of work admitted before it was reached.
+        """
+        limit = self.refuse_after_seq
+        if limit is not None and self._pending(session).next_seq > limit:
+            raise OutboxFull()  # the caller's transaction rolls back: nothing was recorded
 
     def append(self, session: Session, type_: str, data: dict[str, Any]) -> Envelope:
         """Number an event and queue it for the transaction's ``flush``."""
-        pending: PendingEvents | None = session.info.get(_PENDING)
-        if pending is None:
-            current = session.execute(
-                text("SELECT value FROM counter WHERE name = :name"), {"name": SEQ_COUNTER}
-            ).scalar_one()
-            pending = session.info[_PENDING] = PendingEvents(next_seq=int(current) + 1)
+        pending = self._pending(session)
         seq = pending.next_seq
-        if self.refuse_after_seq is not None and seq > self.refuse_after_seq:
-            raise OutboxFull()  # the whole transaction rolls back: the change is refused
         pending.next_seq += 1
         envelope = Envelope(
             id=str(uuid.uuid4()),
@@ -76,6 +88,15 @@ class OutboxWriter:
             {"seq": seq, "id": envelope.id, "type": type_, "ts": envelope.ts, "data": data}
         )
         return envelope
+
+    def _pending(self, session: Session) -> PendingEvents:
+        pending: PendingEvents | None = session.info.get(_PENDING)
+        if pending is None:
+            current = session.execute(
+                text("SELECT value FROM counter WHERE name = :name"), {"name": SEQ_COUNTER}
+            ).scalar_one()
+            pending = session.info[_PENDING] = PendingEvents(next_seq=int(current) + 1)
+        return pending
 
     def flush(self, session: Session) -> None:
         """Write the queued events and the counter, inside the caller's transaction.

@@ -50,6 +50,8 @@ class OutboxPublisher:
         self._drained = asyncio.Event()
         self._rewind_to: int | None = None
         self._released = asyncio.Event()
+        self._read_through = 0
+        """The last ``seq`` handed to the broker on the current connection."""
 
     def on_commit(self, envelopes: list[Envelope]) -> None:
         """Database listener: new events are ready."""
@@ -92,21 +94,27 @@ class OutboxPublisher:
         slots: asyncio.Semaphore,
         group: asyncio.TaskGroup,
     ) -> None:
-        after = self.stats.acked_seq
+        self._read_through = self.stats.acked_seq
         while True:
             if self._rewind_to is not None:
-                after = await self._apply_rewind(slots)
+                self._read_through = await self._apply_rewind(slots)
+            if self.stats.last_seq <= self._read_through:
+                # Everything committed has been read: wait for the next commit (or a rewind).
+                if self._in_flight(slots) == 0:
+                    self._drained.set()
+                self._ready.clear()
+                await self._ready.wait()
+                continue
             await slots.acquire()
             granted = 1
             while granted < self.config.inflight_window and not slots.locked():
                 await slots.acquire()  # free now: does not wait
                 granted += 1
-            self._ready.clear()  # before reading: a commit during the read sets it again
             batches = await self.db.read(
                 partial(
                     cursor.read_batches,
                     site=self.site,
-                    after_seq=after,
+                    after_seq=self._read_through,
                     max_events=self.config.batch_max_events,
                     max_bytes=self.config.batch_max_bytes,
                     max_batches=granted,
@@ -115,22 +123,26 @@ class OutboxPublisher:
             for batch in batches:
                 task = group.create_task(self._publish(client, batch))
                 inflight.append((batch, task))
-                after = batch.last_seq
+                self._read_through = batch.last_seq
             if batches:
                 posted.set()
             for _ in range(granted - len(batches)):
                 slots.release()
-            if batches:
-                continue
-            if self._in_flight(slots) == 0:
-                # The cursor may have moved past ``after`` (a truncated backlog): follow it.
-                after = max(after, (await self.load_position()).acked)
-                skipped_to = await self._skip_hole(after)
-                if skipped_to != after:
-                    after = skipped_to
-                    continue
-                if after >= self.stats.last_seq:
-                    self._drained.set()
+            if not batches:
+                await self._past_missing_events(slots)
+
+    async def _past_missing_events(self, slots: asyncio.Semaphore) -> None:
+        """Events were committed after ``_read_through`` but none follows it directly."""
+        if self._in_flight(slots):
+            self._released.clear()
+            await self._released.wait()  # settle what is in flight first
+            return
+        before = self._read_through
+        # The cursor may have moved past it (a truncated backlog): follow the cursor.
+        self._read_through = max(before, (await self.load_position()).acked)
+        self._read_through = await self._skip_hole(self._read_through)
+        if self._read_through == before and self.stats.last_seq > before:
+            self._ready.clear()  # nothing to read yet after all: wait for the next commit
             await self._ready.wait()
 
     async def _apply_rewind(self, slots: asyncio.Semaphore) -> int:
@@ -196,7 +208,7 @@ class OutboxPublisher:
                 slots.release()
             self._released.set()
             if self.stats.acked_seq >= self.stats.last_seq and not inflight:
-                self._ready.set()  # let the sender confirm the drain
+                self._drained.set()
 
 
 def _mark_acked(tx: Transaction, through_seq: int) -> None:
