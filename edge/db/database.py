@@ -24,7 +24,7 @@ T = TypeVar("T")
 EventListener = Callable[[list[Envelope]], None]
 
 
-def create_sqlite_engine(path: Path, *, fsync_commits: bool = True) -> Engine:
+def create_sqlite_engine(path: Path) -> Engine:
     path.parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(
         f"sqlite:///{path}",
@@ -39,7 +39,7 @@ def create_sqlite_engine(path: Path, *, fsync_commits: bool = True) -> Engine:
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         # FULL: a committed transaction survives a power cut, not only a process crash.
-        cursor.execute(f"PRAGMA synchronous={'FULL' if fsync_commits else 'NORMAL'}")
+        cursor.execute("PRAGMA synchronous=FULL")
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.close()
 
@@ -69,9 +69,6 @@ class Database:
     def __init__(self, path: Path, site: str, clock: Clock | None = None) -> None:
         self.path = path
         self.engine = create_sqlite_engine(path)
-        # A second connection for commits that need no fsync (see ``transact``); both are used
-        # only from the one writer thread, so they never contend.
-        self._engine_without_fsync = create_sqlite_engine(path, fsync_commits=False)
         self.clock = clock or Clock()
         self.outbox = OutboxWriter(site, self.clock)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="db")
@@ -82,19 +79,14 @@ class Database:
         """Called on the event loop with the envelopes of each committed transaction."""
         self._listeners.append(listener)
 
-    async def transact(self, work: Callable[[Transaction], T], *, durable: bool = True) -> T:
+    async def transact(self, work: Callable[[Transaction], T]) -> T:
         """Run ``work`` in one transaction; commit, then tell listeners what was emitted.
 
         Listeners hear of every commit, also when the caller was cancelled while ``work`` ran
         (the commit happened all the same); they are called before ``transact`` returns.
-
-        ``durable=False`` skips the fsync of this commit: for bookkeeping whose loss in a power
-        cut is harmless (the delivery cursor: events would be sent again, and consumers
-        de-duplicate). It still survives a crash of the process, and the next durable commit
-        makes it durable too (the WAL is written in order).
         """
         loop = asyncio.get_running_loop()
-        future = self._executor.submit(self._run, work, durable)
+        future = self._executor.submit(self._run, work)
 
         def committed(done: Future[tuple[T, list[Envelope]]]) -> None:
             if not loop.is_closed():
@@ -126,11 +118,8 @@ class Database:
         result, _events = self._run(work)
         return result
 
-    def _run(
-        self, work: Callable[[Transaction], T], durable: bool = True
-    ) -> tuple[T, list[Envelope]]:
-        engine = self.engine if durable else self._engine_without_fsync
-        with Session(engine, expire_on_commit=False) as session:
+    def _run(self, work: Callable[[Transaction], T]) -> tuple[T, list[Envelope]]:
+        with Session(self.engine, expire_on_commit=False) as session:
             tx = Transaction(session, self.outbox)
             result = work(tx)
             self.outbox.flush(session)
@@ -145,4 +134,3 @@ class Database:
     def close(self) -> None:
         self._executor.shutdown(wait=True)
         self.engine.dispose()
-        self._engine_without_fsync.dispose()

@@ -199,8 +199,7 @@ class OutboxPublisher:
                 finished.result()
                 done.append(following)
             through = done[-1].last_seq
-            # Not fsync'ed: lost in a power cut, it only means these events go out again.
-            await self.db.transact(partial(_mark_acked, through_seq=through), durable=False)
+            await self.db.transact(partial(_mark_acked, through_seq=through))
             self.stats.events += sum(b.count for b in done)
             self.stats.messages += len(done)
             self.stats.acked_seq = max(self.stats.acked_seq, through)
