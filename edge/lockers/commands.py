@@ -22,20 +22,18 @@ from edge.commands.errors import CommandFailed
 from edge.commands.verify import VerifiedCommand
 from edge.config.models import Zone
 from edge.db import Transaction
-from edge.db.tables import Compartment, Courier, Parcel
+from edge.db.tables import Courier, Parcel
 from edge.lockers import queries
 from edge.lockers.codes import hash_credential, verify_credential
-from edge.lockers.errors import AlreadyDeposited, InvalidState, LockerError, NotFound, UnknownSize
+from edge.lockers.errors import AlreadyDeposited, InvalidState, LockerError, UnknownSize
 from edge.lockers.service import LockerService
-from edge.lockers.states import CompartmentState, ParcelState
+from edge.lockers.states import ParcelState
 
 # Who the locker's own events name as the actor of a command's change.
 ACTOR = "upstream"
 COURIER_SOURCE = "upstream"
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
-
-_OUT_OF_SERVICE = (CompartmentState.FAULTED, CompartmentState.DISABLED)
 
 
 class CommandData(BaseModel):
@@ -141,46 +139,10 @@ class LockerCommands:
     def _set_enabled(
         self, tx: Transaction, data: CompartmentChange, command: VerifiedCommand, *, enabled: bool
     ) -> dict[str, Any]:
-        """As ``LockerService.set_enabled``, in the command's transaction, and only on change."""
-        s = tx.session
-        comp = s.get(Compartment, data.compartment_id)
-        if comp is None or not any(c.id == comp.id for c in self.rules.compartments):
-            raise NotFound(f"No compartment {data.compartment_id} is configured at this site.")
-        before: tuple[bool, str, str | None] = (comp.enabled, comp.state, comp.fault)
-        target: tuple[bool, str, str | None]
-        if enabled and comp.enabled and comp.fault is None and comp.state not in _OUT_OF_SERVICE:
-            target = before  # in service already (perhaps mid-pickup): nothing to do
-        elif enabled:
-            # Enabling also clears a fault, as the operator's enable does.
-            target = (
-                True,
-                CompartmentState.OCCUPIED if comp.parcel_id else CompartmentState.FREE,
-                None,
-            )
-        else:
-            # A parcel inside stays there (and can be picked up); an empty one is set aside.
-            target = (
-                False,
-                comp.state if comp.parcel_id else CompartmentState.DISABLED,
-                comp.fault,
-            )
-        changed = before != target
-        if changed:
-            if queries.active_operation(s, comp.id) is not None:
-                raise InvalidState("The compartment's door is in use; try again once it is closed.")
-            comp.enabled, comp.state, comp.fault = target
-            comp.updated_at = self.lockers.clock.now()
-            s.add(comp)
-            tx.emit(
-                "compartment.enabled" if enabled else "compartment.disabled",
-                {
-                    "compartment": comp.id,
-                    "actor": ACTOR,
-                    "state": comp.state,
-                    "reason": data.reason,
-                    "command_id": command.id,
-                },
-            )
+        details = {"reason": data.reason, "command_id": command.id}
+        comp, changed = self.lockers.change_enabled(
+            tx, data.compartment_id, enabled, ACTOR, details
+        )
         return {
             "compartment_id": comp.id,
             "enabled": comp.enabled,

@@ -12,7 +12,7 @@ import contextlib
 import logging
 import secrets
 import uuid
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -53,6 +53,8 @@ from edge.lockers.states import (
 )
 
 log = logging.getLogger(__name__)
+
+_OUT_OF_SERVICE = (CompartmentState.FAULTED, CompartmentState.DISABLED)
 
 PICKUP_CODE_KEY = "pickup:{terminal}"
 COURIER_LOGIN_KEY = "courier:{terminal}"
@@ -576,28 +578,55 @@ class LockerService:
 
     async def set_enabled(self, compartment_id: str, enabled: bool, actor: str) -> Compartment:
         """Disable takes a compartment out of service; enable returns it and clears its fault."""
+        comp, _changed = await self.db.transact(
+            lambda tx: self.change_enabled(tx, compartment_id, enabled, actor)
+        )
+        return comp
 
-        def work(tx: Transaction) -> Compartment:
-            comp = tx.session.get(Compartment, compartment_id)
-            if comp is None:
-                raise NotFound(f"No compartment {compartment_id}.")
-            if queries.active_operation(tx.session, comp.id) is not None:
+    def change_enabled(
+        self,
+        tx: Transaction,
+        compartment_id: str,
+        enabled: bool,
+        actor: str,
+        details: Mapping[str, object] | None = None,
+    ) -> tuple[Compartment, bool]:
+        """In the caller's transaction; a change that is no change emits nothing (so applying
+        the same command twice is applying it once). ``details`` go into the event."""
+        s = tx.session
+        comp = s.get(Compartment, compartment_id)
+        if comp is None or not any(c.id == comp.id for c in self.rules.compartments):
+            raise NotFound(f"No compartment {compartment_id} is configured at this site.")
+        before: tuple[bool, str, str | None] = (comp.enabled, comp.state, comp.fault)
+        target: tuple[bool, str, str | None]
+        if enabled and comp.enabled and comp.fault is None and comp.state not in _OUT_OF_SERVICE:
+            target = before  # in service already (perhaps mid-pickup): nothing to do
+        elif enabled:
+            # Enabling also clears a fault.
+            target = (
+                True,
+                CompartmentState.OCCUPIED if comp.parcel_id else CompartmentState.FREE,
+                None,
+            )
+        else:
+            # A parcel inside stays there (and can be picked up); an empty one is set aside.
+            target = (
+                False,
+                comp.state if comp.parcel_id else CompartmentState.DISABLED,
+                comp.fault,
+            )
+        changed = before != target
+        if changed:
+            if queries.active_operation(s, comp.id) is not None:
                 raise InvalidState("Wait until the door is closed again.")
-            comp.enabled = enabled
-            if enabled:
-                comp.fault = None
-                comp.state = CompartmentState.OCCUPIED if comp.parcel_id else CompartmentState.FREE
-            elif comp.parcel_id is None:
-                comp.state = CompartmentState.DISABLED
+            comp.enabled, comp.state, comp.fault = target
             comp.updated_at = self.clock.now()
-            tx.session.add(comp)
+            s.add(comp)
             tx.emit(
                 "compartment.enabled" if enabled else "compartment.disabled",
-                {"compartment": comp.id, "actor": actor, "state": comp.state},
+                {"compartment": comp.id, "actor": actor, "state": comp.state, **(details or {})},
             )
-            return comp
-
-        return await self.db.transact(work)
+        return comp, changed
 
     async def expect_parcel(
         self, code: str, size: str | None, zone: str, recipient: str | None = None
