@@ -33,9 +33,6 @@ log = logging.getLogger(__name__)
 CommandHandler = Callable[[bytes], Awaitable[object]]
 Snapshot = Callable[[], Awaitable[Any]]
 
-# How often retained snapshots are compared with what was last published.
-SNAPSHOT_CHECK_S = 1.0
-
 
 @dataclass
 class LinkState:
@@ -43,7 +40,6 @@ class LinkState:
     connects: int = 0
     failures: int = 0
     last_error: str | None = None
-    commands: int = 0
     published_snapshots: dict[str, str] = field(default_factory=dict)
 
 
@@ -77,7 +73,6 @@ class SyncEngine:
         self._stop = asyncio.Event()
         self._snapshot_due = asyncio.Event()
         self._commands_running: set[asyncio.Task[object]] = set()
-        self._client: aiomqtt.Client | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -139,7 +134,6 @@ class SyncEngine:
         log.info("disconnected from the broker on stop", extra={"site": self.site})
 
     async def _connected_session(self, client: aiomqtt.Client) -> None:
-        self._client = client
         self._on_connected()
         try:
             await client.publish(self.topics.status, self._status("online"), qos=1, retain=True)
@@ -147,7 +141,6 @@ class SyncEngine:
             await self._work(client)
             await client.publish(self.topics.status, self._status("stopped"), qos=1, retain=True)
         finally:
-            self._client = None
             self._connected.clear()
             self.state.connected = False
 
@@ -207,7 +200,6 @@ class SyncEngine:
                 self._commands_running.add(task)
                 task.add_done_callback(self._commands_running.discard)
                 await asyncio.shield(task)
-            self.state.commands += 1
             if message.qos > 0:
                 client._client.ack(message.mid, message.qos)
 
@@ -223,8 +215,10 @@ class SyncEngine:
         if not self.snapshots:
             return
         while True:
+            # Every commit marks the snapshots due; the timeout is a backstop for a change that
+            # came without an event, not a polling loop.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._snapshot_due.wait(), SNAPSHOT_CHECK_S)
+                await asyncio.wait_for(self._snapshot_due.wait(), self.config.telemetry_interval_s)
             self._snapshot_due.clear()
             for thing, take in self.snapshots.items():
                 body = json.dumps(await take(), sort_keys=True)

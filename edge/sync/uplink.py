@@ -29,7 +29,6 @@ Inflight = deque[tuple[Batch, "asyncio.Task[None]"]]
 
 @dataclass
 class UplinkStats:
-    messages: int = 0
     events: int = 0
     acked_seq: int = 0
     last_seq: int = 0
@@ -201,7 +200,6 @@ class OutboxPublisher:
             through = done[-1].last_seq
             await self.db.transact(partial(_mark_acked, through_seq=through))
             self.stats.events += sum(b.count for b in done)
-            self.stats.messages += len(done)
             self.stats.acked_seq = max(self.stats.acked_seq, through)
             for _ in done:
                 slots.release()
