@@ -261,11 +261,65 @@ def cross_check(config: EdgeConfig) -> Iterator[tuple[PathParts, str]]:
             if comp_id not in seen_ids:
                 yield ("temperature_sensors", i, "compartments", j), f"no compartment {comp_id!r}"
 
+    yield from _check_cabinets(config, ports, buses, seen_locks)
+
     id_lists: dict[PathParts, list[str]] = {
         ("kiosks",): [kiosk.id for kiosk in config.kiosks],
         ("lockers", "couriers"): [courier.id for courier in config.lockers.couriers],
+        ("cabinets",): [cabinet.id for cabinet in config.cabinets],
     }
     for section, ids in id_lists.items():
         for i, item_id in enumerate(ids):
             if item_id in ids[:i]:
                 yield (*section, i, "id"), f"id {item_id!r} is used twice"
+
+
+def _check_cabinets(
+    config: EdgeConfig,
+    ports: dict[str, PathParts],
+    buses: dict[str, dict[int, int]],
+    seen_locks: dict[tuple[str, int, int], str],
+) -> Iterator[tuple[PathParts, str]]:
+    readers: dict[str, list[int]] = {}
+    for i, reader in enumerate(config.rfid_readers):
+        if reader.name in readers:
+            yield ("rfid_readers", i, "name"), f"reader name {reader.name!r} is used twice"
+        readers.setdefault(reader.name, reader.antennas)
+        if reader.port is not None:
+            if reader.port in ports:
+                yield (
+                    ("rfid_readers", i, "port"),
+                    f"port {reader.port} is already used by {format_path(ports[reader.port])}",
+                )
+            ports.setdefault(reader.port, ("rfid_readers", i))
+    claimed: dict[tuple[str, int], str] = {}
+    for i, cabinet in enumerate(config.cabinets):
+        at: PathParts = ("cabinets", i)
+        antennas = readers.get(cabinet.reader)
+        if antennas is None:
+            yield (*at, "reader"), f"no RFID reader named {cabinet.reader!r} under rfid_readers"
+        else:
+            for j, antenna in enumerate(cabinet.antennas or antennas):
+                if antenna not in antennas:
+                    yield (
+                        (*at, "antennas", j),
+                        f"reader {cabinet.reader!r} has no antenna {antenna}",
+                    )
+                elif (cabinet.reader, antenna) in claimed:
+                    owner = claimed[(cabinet.reader, antenna)]
+                    yield (*at, "antennas", j), f"antenna {antenna} already watches {owner!r}"
+                else:
+                    claimed[(cabinet.reader, antenna)] = cabinet.id
+        door = cabinet.door
+        boards = buses.get(door.bus)
+        if boards is None:
+            yield (*at, "door", "bus"), f"no lock bus named {door.bus!r} under lockboards"
+        elif door.board not in boards:
+            yield (*at, "door", "board"), f"bus {door.bus!r} has no board {door.board}"
+        elif door.lock > boards[door.board]:
+            yield (*at, "door", "lock"), f"board {door.board} has only {boards[door.board]} locks"
+        else:
+            key = (door.bus, door.board, door.lock)
+            if key in seen_locks:
+                yield (*at, "door", "lock"), f"lock already used by {seen_locks[key]!r}"
+            seen_locks.setdefault(key, f"cabinet {cabinet.id}")

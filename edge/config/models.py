@@ -12,6 +12,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from edge.config.cabinets import CabinetConfig, RfidReaderConfig
 from edge.config.sync import CommandsConfig, MqttConfig, OutboxConfig
 from edge.config.types import Bit, Secret, StopBits, Strict
 
@@ -191,6 +192,8 @@ class EdgeConfig(Strict):
     lockboards: list[LockBusConfig] = Field(default_factory=list)
     temperature_sensors: list[TemperatureSensorConfig] = Field(default_factory=list)
     lockers: LockersConfig = LockersConfig()
+    rfid_readers: list[RfidReaderConfig] = Field(default_factory=list)
+    cabinets: list[CabinetConfig] = Field(default_factory=list)
     mqtt: MqttConfig | None = None
     """The upstream broker; without it the site runs alone and events wait in the outbox."""
     commands: CommandsConfig = CommandsConfig()

@@ -127,3 +127,106 @@ class CommandReceipt(SQLModel, table=True):
     error_code: str | None = None
     error_message: str | None = None
     finished_at: datetime | None = None
+
+
+class Product(SQLModel, table=True):
+    """A product the site sells, by GTIN-14; maintained upstream through ``catalog.upsert``."""
+
+    gtin: str = Field(primary_key=True)
+    name: str
+    name_en: str | None = None
+    unit: str | None = None
+    size: str | None = None
+    updated_at: datetime
+
+
+class Price(SQLModel, table=True):
+    """One version of a product's price. The price in force at an instant is the version with
+    the latest ``effective_at`` not after it (the higher version on a tie)."""
+
+    __table_args__ = (Index("ix_price_gtin_effective", "gtin", "effective_at"),)
+
+    gtin: str = Field(primary_key=True)
+    version: int = Field(primary_key=True)
+    amount: int
+    """Minor units (fen, cents)."""
+    currency: str
+    effective_at: datetime
+    updated_at: datetime
+
+
+class CabinetStock(SQLModel, table=True):
+    """The tags a cabinet held after its last settled session (or restock)."""
+
+    __tablename__ = "cabinet_stock"
+
+    cabinet_id: str = Field(primary_key=True)
+    epc: str = Field(primary_key=True)
+    gtin: str | None = None
+    since: datetime
+
+
+class CabinetSession(SQLModel, table=True):
+    """One opening of a cabinet door, from authorisation to a settled (or held) result."""
+
+    __tablename__ = "cabinet_session"
+
+    id: str = Field(primary_key=True)
+    cabinet_id: str = Field(index=True)
+    kind: str
+    """``purchase`` (a shopper) or ``restock`` (an operator filling the cabinet)."""
+    state: str = Field(index=True)
+    member_id: str | None = None
+    member_source: str | None = None
+    actor: str
+    created_at: datetime
+    door_opened_at: datetime | None = None
+    door_closed_at: datetime | None = None
+    price_at: datetime | None = None
+    """The instant whose prices apply: when the door opened (authorisation if it never did)."""
+    before: list[str] = Field(sa_column=Column(JSON, nullable=False))
+    """EPCs present before the door opened."""
+    after: list[str] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    order_id: str | None = None
+    hold_reason: str | None = None
+    settled_at: datetime | None = None
+    updated_at: datetime
+
+
+class SalesOrder(SQLModel, table=True):
+    __tablename__ = "sales_order"
+
+    id: str = Field(primary_key=True)
+    session_id: str = Field(unique=True)
+    """One order per session at most: a session settled twice cannot charge twice."""
+    cabinet_id: str
+    member_id: str | None = None
+    state: str
+    currency: str
+    total: int
+    created_at: datetime
+
+
+class OrderLine(SQLModel, table=True):
+    __tablename__ = "order_line"
+
+    order_id: str = Field(primary_key=True, foreign_key="sales_order.id")
+    line: int = Field(primary_key=True)
+    epc: str = Field(index=True)
+    gtin: str
+    name: str
+    price_version: int
+    amount: int
+
+
+class PaymentRequest(SQLModel, table=True):
+    __tablename__ = "payment_request"
+
+    id: str = Field(primary_key=True)
+    order_id: str = Field(unique=True, foreign_key="sales_order.id")
+    member_id: str | None = None
+    method: str
+    amount: int
+    currency: str
+    state: str
+    created_at: datetime

@@ -15,10 +15,11 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import AwareDatetime, BaseModel, Field, SecretStr, field_validator
 
 from edge.commands.dispatcher import CommandDispatcher
 from edge.commands.errors import CommandFailed
+from edge.commands.schema import CommandData
 from edge.commands.verify import VerifiedCommand
 from edge.config.models import Zone
 from edge.db import Transaction
@@ -34,12 +35,6 @@ ACTOR = "upstream"
 COURIER_SOURCE = "upstream"
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
-
-
-class CommandData(BaseModel):
-    """Command data: unknown fields are errors, like unknown keys in the configuration."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 def _not_blank(value: str) -> str:
