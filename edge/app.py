@@ -14,6 +14,9 @@ from functools import partial
 import uvicorn
 
 from edge import __version__
+from edge.cabinet.service import CabinetService
+from edge.catalog.commands import register_catalog_commands
+from edge.catalog.prices import PriceBook
 from edge.clock import Clock
 from edge.commands.dispatcher import CommandDispatcher
 from edge.commands.verify import CommandVerifier
@@ -22,11 +25,13 @@ from edge.db import Database
 from edge.db.migrate import upgrade_to_head
 from edge.devices.health import DeviceHealth
 from edge.hardware.locks import LockController
+from edge.hardware.rfid import ReaderHub
 from edge.lockers.commands import register_locker_commands
 from edge.lockers.service import LockerService
 from edge.lockers.temperature import TemperatureMonitor
 from edge.metrics import Metrics
 from edge.outbox.retention import OutboxKeeper
+from edge.outbox.store import Envelope
 from edge.reports import SiteReports
 from edge.runtime.supervisor import Supervisor
 from edge.sync.engine import SyncEngine
@@ -55,12 +60,25 @@ class EdgeApp:
             for board in bus.boards:
                 self.health.register(board_device(bus.name, board.address), "lock_board")
         self.lockers = LockerService(config, self.db, self.locks, clock)
+        self.prices = PriceBook(self.db)
+        self.readers = ReaderHub(config.rfid_readers)
+        for reader in config.rfid_readers:
+            self.health.register(reader.name, "rfid_reader")
+        self.cabinets = CabinetService(config.cabinets, self.db, self.locks, self.prices, clock)
+        for cabinet in self.cabinets.cabinets.values():
+            self.readers.attach(
+                cabinet.config.reader,
+                cabinet.config.antennas or self.readers.configs[cabinet.config.reader].antennas,
+                cabinet.inventory,
+            )
+        self.db.add_event_listener(self._catalog_changed)
         self.temperature = TemperatureMonitor(config, self.db, self.health)
         self.keeper = OutboxKeeper(config.outbox, self.db, self.db.clock)
         self.commands = CommandDispatcher(
             CommandVerifier(config.commands, self.db.clock, config.site.id), self.db, self.db.clock
         )
         register_locker_commands(self.commands, self.lockers)
+        register_catalog_commands(self.commands, self.db.clock)
         self.sync = self._build_sync(config) if config.mqtt is not None else None
         if self.sync is not None:
             register_sync_commands(self.commands, self.db, self.sync.uplink)
@@ -83,21 +101,40 @@ class EdgeApp:
             on_command=self.commands.handle,
         )
         reports = SiteReports(
-            self.db, self.db.clock, self.health, self.temperature, engine.uplink.stats, self.keeper
+            self.db,
+            self.db.clock,
+            self.health,
+            self.temperature,
+            engine.uplink.stats,
+            self.keeper,
+            self.cabinets,
         )
         engine.telemetry = reports.telemetry
-        engine.snapshots = {"compartments": reports.compartments, "devices": reports.devices}
+        engine.snapshots = {
+            "compartments": reports.compartments,
+            "devices": reports.devices,
+            "cabinets": reports.cabinets,
+        }
         self.db.add_event_listener(lambda _events: engine.snapshot_changed())
         return engine
 
+    def _catalog_changed(self, events: list[Envelope]) -> None:
+        if any(event.type == "catalog.updated" for event in events):
+            self.prices.changed()
+
     async def start(self, serve_http: bool = True) -> None:
         self.lockers.sync_from_config()
+        self.prices.load_sync()
+        self.cabinets.load()
         interrupted = await self.lockers.recover_interrupted()
         if interrupted:
             log.warning(
                 "operations interrupted by the last stop were flagged", extra={"count": interrupted}
             )
         self.locks.add_door_listener(self.lockers.door_seen)
+        self.locks.add_door_listener(self.cabinets.door_seen)
+        self.readers.add_availability_listener(self._reader_availability)
+        await self.readers.start()
         self.locks.add_availability_listener(self._bus_availability)
         self.locks.add_board_listener(self._board_availability)
         self.supervisor.start("door-events", self.lockers.process_door_events)
@@ -109,7 +146,10 @@ class EdgeApp:
                 f"temperature:{sensor.name}", partial(self.temperature.watch_forever, sensor)
             )
         self.supervisor.start("expiry", self.lockers.expire_forever)
+        if self.config.cabinets:
+            self.supervisor.start("inventory-snapshots", self.cabinets.snapshot_forever)
         await self.commands.recover()  # commands a crash cut short: answered, never re-run
+        await self.cabinets.recover()  # sessions a crash cut short: settled from a fresh count
         await self.keeper.check()
         self.supervisor.start("outbox-retention", self.keeper.run_forever)
         self.supervisor.start("command-receipts", self._prune_receipts_forever)
@@ -153,6 +193,11 @@ class EdgeApp:
             self._checks.add(task)
             task.add_done_callback(self._checks.discard)
 
+    def _reader_availability(self, reader: str, available: bool) -> None:
+        self.cabinets.reader_availability(reader, available)
+        if not self._stopping:
+            self.health.set(reader, available, None if available else "reader does not answer")
+
     def _board_availability(self, bus: str, board: int, answering: bool) -> None:
         if not self._stopping:
             self.health.set(
@@ -194,6 +239,7 @@ class EdgeApp:
     async def stop(self) -> None:
         """Clean stop: refuse new unlocks, let commanded ones finish, then close everything."""
         self.lockers.stop_accepting()
+        self.cabinets.stop_accepting()
         self._stopping = True
         await self.lockers.drain_in_flight(SHUTDOWN_GRACE_S)
         if self.http is not None and self._http_task is not None:
@@ -211,6 +257,8 @@ class EdgeApp:
                 log.warning("the upstream link did not close in time")
         await self.supervisor.stop()
         await self.lockers.close()
+        await self.cabinets.close()
+        await self.readers.close()
         await self.locks.close()
         await self.temperature.close()
         await self.health.flush()

@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
+from edge.cabinet.service import CabinetService
 from edge.clock import Clock, rfc3339
 from edge.db import Database
 from edge.db.tables import Compartment
@@ -25,6 +26,7 @@ class SiteReports:
         temperature: TemperatureMonitor,
         uplink: UplinkStats,
         keeper: OutboxKeeper,
+        cabinets: CabinetService | None = None,
     ) -> None:
         self.db = db
         self.clock = clock
@@ -32,6 +34,7 @@ class SiteReports:
         self.temperature = temperature
         self.uplink = uplink
         self.keeper = keeper
+        self.cabinet_service = cabinets
 
     async def telemetry(self) -> dict[str, Any]:
         return {
@@ -55,6 +58,7 @@ class SiteReports:
                 }
                 for sensor in self.temperature.config.temperature_sensors
             ],
+            "cabinets": self.cabinet_service.stock_report() if self.cabinet_service else {},
         }
 
     async def compartments(self) -> list[dict[str, Any]]:
@@ -74,6 +78,9 @@ class SiteReports:
             ]
 
         return await self.db.read(load)
+
+    async def cabinets(self) -> dict[str, Any]:
+        return self.cabinet_service.stock_report() if self.cabinet_service else {}
 
     async def devices(self) -> list[dict[str, Any]]:
         return [

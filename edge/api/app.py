@@ -11,6 +11,7 @@ from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from edge.api.auth import Courier, Operator, Terminal
+from edge.api.cabinets import cabinet_kiosk_routes, cabinet_operator_routes
 from edge.api.schemas import (
     CompartmentOut,
     CourierLogin,
@@ -28,6 +29,7 @@ from edge.api.schemas import (
     ReturnRequest,
     SizeAvailability,
 )
+from edge.cabinet.errors import CabinetError
 from edge.db.tables import Compartment, OutboxEvent, Parcel
 from edge.lockers.errors import LockerError
 from edge.lockers.service import OpenedDoor
@@ -103,8 +105,21 @@ def create_api(edge: EdgeApp) -> FastAPI:
             },
         )
 
+    @api.exception_handler(CabinetError)
+    async def cabinet_error(_request: Request, exc: CabinetError) -> JSONResponse:
+        return JSONResponse(
+            status_code=exc.status,
+            content={"error": {"code": exc.code, "message": exc.message, "details": exc.details}},
+        )
+
     api.include_router(kiosk_routes(edge), prefix="/api/v1/kiosk", tags=["kiosk"])
     api.include_router(operator_routes(edge), prefix="/api/v1", tags=["operator"])
+    api.include_router(
+        cabinet_kiosk_routes(edge), prefix="/api/v1/kiosk", tags=["kiosk"], responses=ERRORS
+    )
+    api.include_router(
+        cabinet_operator_routes(edge), prefix="/api/v1", tags=["operator"], responses=ERRORS
+    )
 
     @api.get("/api/v1/health", tags=["health"])
     async def health() -> JSONResponse:

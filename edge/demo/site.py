@@ -14,6 +14,9 @@ from typing import Any
 
 from drivers.lockboard import BoardFamily
 from drivers.lockboard.simulator import LockBoardSimulator
+from drivers.rfid.epc import encode_sgtin96
+from drivers.rfid.field import TagField
+from drivers.rfid.r2000.simulator import R2000Simulator
 from drivers.temperature import RegisterMap
 from drivers.temperature.simulator import ModbusTemperatureSimulator
 from edge.config.models import EdgeConfig
@@ -23,6 +26,16 @@ KIOSK_TOKEN = "demo-kiosk-token"  # noqa: S105
 OPERATOR_TOKEN = "demo-operator-token"  # noqa: S105
 COURIER_ID, COURIER_CREDENTIAL = "courier-1", "2468"
 TEMPERATURE_REGISTER = RegisterMap(address=0, table="holding", data_type="int16", scale=0.1)
+CABINET_BOARD, CABINET_LOCK = 3, 1
+
+# The demo cabinet's goods: GTIN, Chinese name, price in fen.
+DEMO_PRODUCTS = [
+    ("06901234567892", "农夫山泉 550ml", 200),
+    ("06901234567885", "可口可乐 330ml", 350),
+    ("06901234567878", "乐事薯片 原味 70g", 790),
+    ("06901234567861", "蒙牛纯牛奶 250ml", 450),
+    ("06901234567854", "奥利奥饼干 97g", 890),
+]
 
 
 @dataclass
@@ -36,12 +49,22 @@ class SimulatedSite:
     frozen: LockBoardSimulator | None = None
     sensors: ModbusTemperatureSimulator | None = None
     compartments: list[dict[str, Any]] = field(default_factory=list)
+    with_cabinet: bool = False
+    """A smart cabinet: its door on a third board, an R2000 reader on its own port."""
+    tags: TagField = field(default_factory=TagField)
+    """The cabinet's tag population (the reader simulator answers from it)."""
+    reader: R2000Simulator | None = None
 
     async def start(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
+        boards = {1: self.locks_per_board, 2: 6}
+        if self.with_cabinet:
+            boards[CABINET_BOARD] = 2
+            self.reader = R2000Simulator(self.tags, link=str(self.workdir / "ttyRFID0"))
+            self.reader.open()
         self.boards = LockBoardSimulator(
             BoardFamily.BOARD_485,
-            {1: self.locks_per_board, 2: 6},
+            boards,
             link=str(self.workdir / "ttyLOCKS0"),
             unsolicited_reports=self.unsolicited_reports,
         )
@@ -112,6 +135,7 @@ class SimulatedSite:
                     "boards": [
                         {"address": 1, "locks": self.locks_per_board},
                         {"address": 2, "locks": 6},
+                        *([{"address": CABINET_BOARD, "locks": 2}] if self.with_cabinet else []),
                     ],
                     "poll_interval_s": 1.0,
                 },
@@ -149,9 +173,42 @@ class SimulatedSite:
                 "door_open_timeout_s": 5,
             },
         }
+        if self.with_cabinet:
+            assert self.reader is not None
+            document["rfid_readers"] = [
+                {
+                    "name": "cabinet-reader",
+                    "protocol": "r2000",
+                    "port": self.reader.path,
+                    "antennas": [1, 2],
+                }
+            ]
+            document["cabinets"] = [
+                {
+                    "id": "K1",
+                    "name": "Snacks and drinks",
+                    "reader": "cabinet-reader",
+                    "door": {"bus": "lockers", "board": CABINET_BOARD, "lock": CABINET_LOCK},
+                    "door_open_timeout_s": 5,
+                }
+            ]
         for key, value in overrides.items():
             document[key] = value
         return EdgeConfig.model_validate(document)
+
+    def stock_cabinet(self, per_product: int, *, antennas: int = 2) -> list[str]:
+        """Put ``per_product`` tagged items of every demo product in the cabinet."""
+        placed = []
+        for index, (gtin, _name, _price) in enumerate(DEMO_PRODUCTS):
+            for serial in range(1, per_product + 1):
+                epc = encode_sgtin96(gtin, index * 100_000 + serial)
+                self.tags.place(epc, antenna=1 + serial % antennas)
+                placed.append(epc)
+        return placed
+
+    def close_cabinet(self) -> None:
+        assert self.boards is not None
+        self.boards.close_door(CABINET_BOARD, CABINET_LOCK)
 
     def simulator_for(self, compartment_id: str) -> tuple[LockBoardSimulator, int, int]:
         comp = next(c for c in self.compartments if c["id"] == compartment_id)
@@ -164,6 +221,8 @@ class SimulatedSite:
         sim.close_door(board, lock)
 
     async def stop(self) -> None:
+        if self.reader is not None:
+            self.reader.close()
         for sim in (self.boards, self.frozen):
             if sim is not None:
                 await sim.stop()

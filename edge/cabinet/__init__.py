@@ -1,0 +1,1 @@
+"""RFID smart cabinets: inventory by rounds, shopper sessions, settlement into orders."""
