@@ -90,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_command_parsers(commands)  # edge keys ..., edge command ...
 
     bench = commands.add_parser("bench", help="run a benchmark; the last line is JSON")
-    bench.add_argument("name", choices=["locker", "sync", "fleet"], help="which benchmark")
+    bench.add_argument("name", choices=["locker", "sync", "fleet", "rfid"], help="which benchmark")
     bench.add_argument("--cycles", type=int, default=1000, help="locker: deposit+pickup cycles")
     bench.add_argument(
         "--events", type=int, default=100_000, help="sync: events enqueued and drained per round"
@@ -99,6 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--plain-events", type=int, default=20_000, help="sync: events of the plain QoS 1 loop"
     )
     bench.add_argument("--sites", type=int, default=200, help="fleet: site engines to run")
+    bench.add_argument(
+        "--sessions", type=int, default=30, help="rfid: cabinet sessions of 500 items to settle"
+    )
     bench.set_defaults(handler=cmd_bench)
     return parser
 
@@ -187,6 +190,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
         from edge.bench.fleet import run_fleet_bench
 
         return asyncio.run(run_fleet_bench(args.sites))
+    if args.name == "rfid":
+        from edge.bench.rfid import run_rfid_bench
+
+        return asyncio.run(run_rfid_bench(args.sessions))
     from edge.bench.locker import run_locker_bench
 
     return asyncio.run(run_locker_bench(args.cycles))

@@ -13,7 +13,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
+from collections import deque
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -80,6 +82,9 @@ class Live:
     before: frozenset[str]
     created_at: datetime
     opened_at: datetime | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+    """perf_counter() marks: ``closed`` (door seen shut), ``counted`` (the last settle round),
+    ``committed`` (order committed). Door-close to order minus the rounds is what we control."""
 
     @property
     def price_at(self) -> datetime:
@@ -148,6 +153,8 @@ class CabinetService:
         self._tasks: set[asyncio.Future[Any]] = set()
         self._signal: asyncio.Event | None = None
         self._stopping = False
+        self.settle_times: deque[tuple[float, float]] = deque(maxlen=1000)
+        """Per settled session: (seconds counting after the close, seconds of our own work)."""
 
     # ----------------------------------------------------------------- start-up
 
@@ -427,10 +434,12 @@ class CabinetService:
     async def _close_and_settle(self, cab: Cabinet, live: Live) -> None:
         if live.state is not SessionState.SETTLING:
             await self._wait_door(cab, False, None)
+            live.timings["closed"] = time.perf_counter()
             await self._mark_settling(cab, live)
         await self._settle(cab, live)
 
     async def _settle(self, cab: Cabinet, live: Live) -> None:
+        live.timings["settling"] = time.perf_counter()
         cab.inventory.restart()
         settle_cfg = cab.config.settle
         loop = asyncio.get_running_loop()
@@ -456,6 +465,7 @@ class CabinetService:
                 continue
             present = cab.inventory.present
             stable, last = (stable + 1, last) if present == last else (0, present)
+        live.timings["counted"] = time.perf_counter()
         if not cab.inventory.ready:
             reason = "reader_unavailable" if not cab.reader_available else "inventory_incomplete"
             await self._hold(cab, live, reason, {"rounds": cab.inventory.rounds})
@@ -574,6 +584,7 @@ class CabinetService:
             return True
 
         if await self.db.transact(work):
+            self._record_timing(live)
             log.info(
                 "cabinet session settled",
                 extra={
@@ -588,6 +599,17 @@ class CabinetService:
         cab.stock = {epc: decode_epc(epc).gtin for epc in after}
         cab.stocked = True
         self._finish(cab, live)
+
+    def _record_timing(self, live: Live) -> None:
+        marks = live.timings
+        if "counted" not in marks or "settling" not in marks:
+            return
+        committed = time.perf_counter()
+        counting = marks["counted"] - marks["settling"]
+        own = (committed - marks["counted"]) + (
+            marks["settling"] - marks.get("closed", marks["settling"])
+        )
+        self.settle_times.append((counting, own))
 
     def _write_order(
         self,
