@@ -49,6 +49,41 @@ class Metrics:
         self.bus_corrupt = Gauge(
             "edge_lockbus_corrupt_frames", "Corrupt frames skipped", ["bus"], registry=r
         )
+        self.rfid_tag_reads = Gauge(
+            "edge_rfid_tag_reads", "Tag replies received since start", ["reader"], registry=r
+        )
+        self.rfid_rounds = Gauge(
+            "edge_rfid_rounds", "Inventory passes over all antennas", ["reader"], registry=r
+        )
+        self.rfid_corrupt = Gauge(
+            "edge_rfid_corrupt_frames", "Reader frames skipped as corrupt", ["reader"], registry=r
+        )
+        self.rfid_timeouts = Gauge(
+            "edge_rfid_timeouts", "Reader commands that got no reply", ["reader"], registry=r
+        )
+        self.cabinet_items = Gauge(
+            "edge_cabinet_items",
+            "Tagged items a cabinet holds (settled stock)",
+            ["cabinet"],
+            registry=r,
+        )
+        self.cabinet_ready = Gauge(
+            "edge_cabinet_ready",
+            "1 when a shopper could open the cabinet now",
+            ["cabinet"],
+            registry=r,
+        )
+        self.cabinet_held = Gauge(
+            "edge_cabinet_session_held",
+            "1 while a session waits for an operator",
+            ["cabinet"],
+            registry=r,
+        )
+        self.cabinet_counting = Gauge(
+            "edge_cabinet_settle_rounds_seconds",
+            "Time the last settled session spent counting after the door closed",
+            registry=r,
+        )
 
         self.sync_connected = Gauge(
             "edge_sync_connected", "1 while connected to the upstream broker", registry=r

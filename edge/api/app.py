@@ -149,6 +149,18 @@ def create_api(edge: EdgeApp) -> FastAPI:
             last = edge.temperature.watches[sensor.name].last_celsius
             if last is not None:
                 edge.metrics.temperature.labels(sensor.name, sensor.zone.value).set(last)
+        for name, reader in edge.readers.readers.items():
+            edge.metrics.rfid_tag_reads.labels(name).set(reader.metrics.tag_reads)
+            edge.metrics.rfid_rounds.labels(name).set(reader.metrics.rounds)
+            edge.metrics.rfid_corrupt.labels(name).set(reader.metrics.corrupt_frames)
+            edge.metrics.rfid_timeouts.labels(name).set(reader.metrics.timeouts)
+        for cab in edge.cabinets.cabinets.values():
+            edge.metrics.cabinet_items.labels(cab.id).set(len(cab.stock))
+            ready = cab.reader_available and cab.inventory.ready and cab.session_id is None
+            edge.metrics.cabinet_ready.labels(cab.id).set(1 if ready else 0)
+            edge.metrics.cabinet_held.labels(cab.id).set(1 if cab.held else 0)
+        if edge.cabinets.settle_times:
+            edge.metrics.cabinet_counting.set(edge.cabinets.settle_times[-1][0])
         edge.metrics.read_sync(edge.sync, edge.keeper)
         edge.metrics.read_commands(edge.commands)
         return Response(edge.metrics.render(), media_type="text/plain; version=0.0.4")

@@ -419,3 +419,20 @@ async def test_kiosk_cannot_restock_and_operator_routes_need_the_token(
             json={"member_id": "m", "member_source": "palm"},
         )
         assert r.status_code == 422
+
+
+async def test_metrics_show_reader_and_cabinet_figures(
+    start_app: Callable[..., Any], site: SimulatedSite, clock: ManualClock
+) -> None:
+    app = await stocked_app(start_app, site, clock, per_product=2)
+    async with client(app) as http:
+        text = (await http.get("/metrics")).text
+    assert 'edge_cabinet_items{cabinet="K1"} 10.0' in text
+    assert 'edge_cabinet_ready{cabinet="K1"} 1.0' in text
+    assert 'edge_device_up{device="cabinet-reader",kind="rfid_reader"} 1.0' in text
+    reads = next(
+        line
+        for line in text.splitlines()
+        if line.startswith('edge_rfid_tag_reads{reader="cabinet-reader"}')
+    )
+    assert float(reads.split()[-1]) >= 10
