@@ -18,13 +18,16 @@ import httpx
 from drivers.lockboard.simulator import LockBoardSimulator
 from edge.app import EdgeApp
 from edge.broker import LocalBroker, find_mosquitto
+from edge.catalog.commands import CatalogUpsert, apply_upsert
 from edge.commands.envelope import sign_command
 from edge.commands.keys import generate_private_key, public_key_b64
 from edge.commands.send import send_command
+from edge.commands.verify import VerifiedCommand
 from edge.config.sync import MqttConfig
 from edge.demo.site import (
     COURIER_CREDENTIAL,
     COURIER_ID,
+    DEMO_PRODUCTS,
     KIOSK_TOKEN,
     OPERATOR_TOKEN,
     SimulatedSite,
@@ -51,8 +54,10 @@ def _free_port(preferred: int) -> int:
 async def run_demo(data_dir: Path | None, port: int, exit_after_walkthrough: bool) -> int:
     configure_logging("WARNING", "console")
     workdir = data_dir or Path(tempfile.mkdtemp(prefix="edge-demo-"))
-    site = SimulatedSite(workdir)
+    site = SimulatedSite(workdir, with_cabinet=True)
+    site.tags.read_probability = 0.95  # a real cabinet misses a few reads every round
     await site.start()
+    site.stock_cabinet(10)
     port = _free_port(port)
     upstream = await UpstreamLink.start(workdir)
     app = EdgeApp(site.config(http_port=port, **upstream.config()))
@@ -79,6 +84,7 @@ async def run_demo(data_dir: Path | None, port: int, exit_after_walkthrough: boo
     try:
         async with httpx.AsyncClient(base_url=base, timeout=30) as http:
             await walkthrough(http, upstream)
+            await cabinet_walkthrough(http, upstream, app, site)
         if exit_after_walkthrough:
             return 0
         closing_delay[0] = 8.0
@@ -248,3 +254,54 @@ async def walkthrough(http: httpx.AsyncClient, upstream: UpstreamLink) -> None:
                 for line in up
             )
         )
+
+
+async def cabinet_walkthrough(
+    http: httpx.AsyncClient, upstream: UpstreamLink, app: EdgeApp, site: SimulatedSite
+) -> None:
+    kiosk = {"X-Kiosk-Token": KIOSK_TOKEN}
+    now = app.db.clock.now()
+    catalog = {
+        "products": [{"gtin": gtin, "name": name} for gtin, name, _price in DEMO_PRODUCTS],
+        "prices": [
+            {"gtin": gtin, "version": 1, "amount": price, "effective_at": now.isoformat()}
+            for gtin, _name, price in DEMO_PRODUCTS
+        ],
+    }
+    print("\n7. Upstream publishes the cabinet's catalogue and prices (catalog.upsert)")
+    if upstream.broker is not None:
+        command = sign_command(upstream.key, "catalog.upsert", catalog, ttl_s=300)
+        result = await send_command(upstream.mqtt, "demo-site", command, wait_s=10)
+        if result is None or result["status"] != "ok":
+            raise RuntimeError(f"catalog.upsert was not applied: {result}")
+    else:
+        command_data = CatalogUpsert.model_validate(catalog)
+        verified = VerifiedCommand("local", "catalog.upsert", now, now, catalog, "demo")
+        await app.db.transact(lambda tx: apply_upsert(app.db.clock, tx, command_data, verified))
+    await app.prices.current()
+    _say("catalogue", f"{len(DEMO_PRODUCTS)} products with prices")
+
+    print("8. A shopper pays by face at cabinet K1, takes two items and closes the door")
+    for _ in range(200):
+        cabinets = (await http.get("/api/v1/kiosk/cabinets", headers=kiosk)).json()
+        if cabinets[0]["available"]:
+            break
+        await asyncio.sleep(0.05)  # the reader's first rounds after start
+    _say("counted", f"{cabinets[0]['items']} tagged items inside, read by the R2000 reader")
+    r = await http.post(
+        "/api/v1/kiosk/cabinets/K1/sessions",
+        headers=kiosk,
+        json={"member_id": "member-1001", "member_source": "face"},
+    )
+    r.raise_for_status()
+    session = r.json()
+    for epc in sorted(site.tags.epcs())[::23][:2]:
+        site.tags.remove(epc)  # the simulated shopper's hand; the door closes by itself
+    view = await app.cabinets.wait_finished(session["id"], 30)
+    _say("settled", f"door closed, inventory counted again: session {view.state}")
+    for line in view.lines:
+        _say(
+            "", f"{line['name']:<20} ¥{line['amount'] / 100:.2f}  (price v{line['price_version']})"
+        )
+    if view.total is not None:
+        _say("order", f"{view.order_id} total ¥{view.total / 100:.2f}, payment request pending")
