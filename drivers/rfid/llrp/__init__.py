@@ -1,0 +1,27 @@
+"""LLRP network readers (Impinj Speedway/R700, Zebra FX...): codec and driver.
+
+There is no simulator here: the tests use the MIT-licensed ``llrpkit`` emulator as the peer,
+and the runtime never imports it.
+"""
+
+from .codec import (
+    Capabilities,
+    LlrpDecodeError,
+    LlrpStatus,
+    Message,
+    MessageDecoder,
+    TagReport,
+)
+from .driver import ROSPEC_ID, LlrpReader, LlrpRejected
+
+__all__ = [
+    "ROSPEC_ID",
+    "Capabilities",
+    "LlrpDecodeError",
+    "LlrpReader",
+    "LlrpRejected",
+    "LlrpStatus",
+    "Message",
+    "MessageDecoder",
+    "TagReport",
+]
