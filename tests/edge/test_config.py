@@ -84,6 +84,24 @@ lockers:
     - {id: courier-1, name: Courier, credential: "2468"}
   door_open_timeout_s: 7
   code_attempts: {max_failures: 3, window_s: 300}
+rfid_readers:
+  - name: shelf
+    protocol: r2000
+    port: /dev/edge-rfid0
+    antennas: [1, 2, 3]
+  - name: portal
+    protocol: llrp
+    host: 192.168.1.20
+cabinets:
+  - id: K1
+    reader: shelf
+    antennas: [1, 2]
+    door: {bus: main, board: 2, lock: 6}
+  - id: K2
+    reader: shelf
+    antennas: [3]
+    door: {bus: main, board: 2, lock: 5}
+    presence: {k: 1, m: 4}
 """
 
 NO_ENV: Mapping[str, str] = {}
@@ -450,6 +468,54 @@ def test_missing_required_settings() -> None:
             "lockers.sizes",
             "sizes must be unique",
             id="duplicate-size",
+        ),
+        pytest.param(
+            lambda d: d["cabinets"][0].update(reader="nowhere"),
+            "cabinets[0].reader",
+            "no RFID reader named 'nowhere'",
+            id="cabinet-unknown-reader",
+        ),
+        pytest.param(
+            lambda d: d["cabinets"][0].update(antennas=[1, 4]),
+            "cabinets[0].antennas[1]",
+            "'shelf' has no antenna 4",
+            id="cabinet-antenna-not-on-reader",
+        ),
+        pytest.param(
+            lambda d: d["cabinets"][1].update(antennas=[2]),
+            "cabinets[1].antennas[0]",
+            "antenna 2 already watches 'K1'",
+            id="two-cabinets-one-antenna",
+        ),
+        pytest.param(
+            lambda d: d["cabinets"][0]["door"].update(lock=1),
+            "cabinets[0].door.lock",
+            "lock already used by 'C01'",
+            id="cabinet-door-on-a-compartment-lock",
+        ),
+        pytest.param(
+            lambda d: d["cabinets"][1].update(id="K1"),
+            "cabinets[1].id",
+            "id 'K1' is used twice",
+            id="duplicate-cabinet",
+        ),
+        pytest.param(
+            lambda d: d["rfid_readers"][0].update(port="/dev/edge-locks0"),
+            "rfid_readers[0].port",
+            "port /dev/edge-locks0 is already used by lockboards[0]",
+            id="reader-on-lock-bus-port",
+        ),
+        pytest.param(
+            lambda d: d["rfid_readers"][1].pop("host"),
+            "rfid_readers[1]",
+            "an llrp reader needs a host",
+            id="llrp-without-host",
+        ),
+        pytest.param(
+            lambda d: d["cabinets"][1].update(presence={"k": 5, "m": 4}),
+            "cabinets[1].presence",
+            "k must not be greater than m",
+            id="presence-k-above-m",
         ),
         pytest.param(
             lambda d: d["lockboards"][0].update(query_all_closed_bit=2),
