@@ -87,10 +87,13 @@ def apply_upsert(
     s.flush()
     prices_added = 0
     for price in data.prices:
-        effective = price.effective_at.astimezone(UTC).replace(tzinfo=None)
+        effective = price.effective_at.astimezone(UTC)
         existing = s.get(Price, (price.gtin, price.version))
         if existing is not None:
-            same = (existing.amount, existing.currency, existing.effective_at) == (
+            stored_at = existing.effective_at
+            if stored_at.tzinfo is None:  # SQLite returns UTC without its zone
+                stored_at = stored_at.replace(tzinfo=UTC)
+            same = (existing.amount, existing.currency, stored_at) == (
                 price.amount,
                 price.currency,
                 effective,
