@@ -64,6 +64,8 @@ class ReaderMetrics:
     unknown_frames: int = 0
     """Well-formed frames the driver does not understand: logged and skipped."""
     error_replies: int = 0
+    incomplete_rounds: int = 0
+    """Passes not reported as rounds because an antenna could not be inventoried."""
     timeouts: int = 0
     reconnects: int = 0
     last_error: str | None = None
@@ -84,6 +86,14 @@ class ReaderTimeout(ReaderError):
 
 class ReaderRejected(ReaderError):
     """The reader answered a command with an error code."""
+
+
+class RoundIncomplete(ReaderError):
+    """One antenna of a pass could not be inventoried (the reader answered with an error).
+
+    The pass is then not a round: its missing tags are unknown, not absent, and counting them
+    as misses would eventually charge a shopper for goods still on the shelf.
+    """
 
 
 class RfidReader(abc.ABC):

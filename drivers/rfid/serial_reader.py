@@ -7,7 +7,8 @@ Subclasses implement four hooks:
   ``_emit_tag`` and every other complete frame to ``_frame_received``;
 - ``_identify()``: one exchange that proves a reader of this family answers on the port;
 - ``_inventory_antenna(antenna)``: one inventory on one antenna, returning when the reader says
-  the round is over (tags are emitted as they arrive);
+  the round is over (tags are emitted as they arrive); it raises ``RoundIncomplete`` when the
+  reader could not inventory that antenna, and the pass is then not reported as a round;
 - ``_apply_power(dbm)``.
 """
 
@@ -23,7 +24,14 @@ from typing import Any
 
 import serial_asyncio_fast
 
-from .reader import ReaderTimeout, ReaderUnavailable, RfidReader, RoundEnd
+from .reader import (
+    ReaderRejected,
+    ReaderTimeout,
+    ReaderUnavailable,
+    RfidReader,
+    RoundEnd,
+    RoundIncomplete,
+)
 
 log = logging.getLogger(__name__)
 
@@ -230,21 +238,49 @@ class SerialReader(RfidReader):
                 extra={"reader": self.name, "port": self.port},
             )
             self._set_available(True)
+            incomplete_streak = 0
+            reason = ""
             while True:
                 await self._wait_for_inventory()
                 self._idle.clear()
                 try:
-                    reads = 0
+                    reads, complete = 0, True
                     for antenna in self.antennas:
                         if not self._inventory_wanted.is_set():
                             break
-                        reads += await self._inventory_antenna(antenna)
+                        try:
+                            reads += await self._inventory_antenna(antenna)
+                        except (RoundIncomplete, ReaderRejected) as exc:
+                            # The other antennas are still read (their tags still count as seen),
+                            # but the pass is no round.
+                            complete = False
+                            reason = str(exc)
                     else:
-                        self._round_number += 1
-                        self._emit_round(RoundEnd(self._round_number, self.antennas, reads))
+                        if complete:
+                            if incomplete_streak:
+                                log.info(
+                                    "%s: complete rounds again after %d incomplete passes",
+                                    self.name,
+                                    incomplete_streak,
+                                    extra={"reader": self.name},
+                                )
+                            incomplete_streak = 0
+                            self._round_number += 1
+                            self._emit_round(RoundEnd(self._round_number, self.antennas, reads))
+                        else:
+                            self.metrics.incomplete_rounds += 1
+                            incomplete_streak += 1
+                            # Once per streak: a refused antenna repeats on every pass.
+                            log.log(
+                                logging.WARNING if incomplete_streak == 1 else logging.DEBUG,
+                                "%s: pass not counted as a round: %s",
+                                self.name,
+                                reason,
+                                extra={"reader": self.name},
+                            )
                 finally:
                     self._idle.set()
-        except (ReaderTimeout, ReaderUnavailable) as exc:
+        except (ReaderTimeout, ReaderUnavailable, ReaderRejected) as exc:
             return str(exc)
         except Exception as exc:
             # Never let the reader die on a bug: log, drop the connection, reconnect.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 
 from edge.cabinet.presence import PresenceTracker
@@ -16,6 +17,9 @@ class CabinetInventory:
         self.cabinet_id = cabinet_id
         self.tracker = PresenceTracker(presence.k, presence.m)
         self.reads = 0
+        self.last_round_at: float | None = None
+        """time.monotonic() of the last round; a reader that answers but completes no rounds
+        (an antenna refused) leaves this behind."""
         self._discard_next = False
         self._waiters: list[asyncio.Future[None]] = []
         self._listeners: list[RoundListener] = []
@@ -35,7 +39,13 @@ class CabinetInventory:
     def add_round_listener(self, listener: RoundListener) -> None:
         self._listeners.append(listener)
 
+    def counted_within(self, seconds: float) -> bool:
+        """Ready, and the last round ended less than ``seconds`` ago."""
+        last = self.last_round_at
+        return self.ready and last is not None and time.monotonic() - last < seconds
+
     def round_ended(self) -> None:
+        self.last_round_at = time.monotonic()
         if self._discard_next:
             # This round began before the door closed: what it read says nothing of the shelf.
             self._discard_next = False
@@ -50,7 +60,12 @@ class CabinetInventory:
             listener(self)
 
     def restart(self) -> None:
-        """Count only rounds that start from now on (the door just closed)."""
+        """Count only rounds that start from now on (the door just closed).
+
+        Nothing decided before counts any more (not ready until m new rounds), and the round
+        under way, which began before now, is thrown away when it ends.
+        """
+        self.tracker.reset()
         self._discard_next = True
 
     def forget(self) -> None:

@@ -225,7 +225,9 @@ class CabinetService:
                 + ("waiting for an operator." if cab.held else "in use. Please wait."),
                 session_id=cab.session_id,
             )
-        if not cab.reader_available or not cab.inventory.ready:
+        if not cab.reader_available or not cab.inventory.counted_within(
+            cab.config.settle.timeout_s
+        ):
             raise InventoryNotReady(
                 f"Cabinet {cab.id} cannot count its goods right now.",
                 reader_available=cab.reader_available,

@@ -506,7 +506,7 @@ async def test_legacy_ind903_round_end(rig: Rig) -> None:
     assert reader.metrics.timeouts == 0
 
 
-async def test_error_reply_to_inventory_ends_that_round(rig: Rig) -> None:
+async def test_error_reply_to_inventory_makes_the_pass_no_round(rig: Rig) -> None:
     field = field_with(4, antennas=2)
     sim, reader = await rig.start(field, antennas=(1, 2))
     sim.fail_next(p.ANTENNA_MISSING, cmd=0x89)
@@ -515,20 +515,34 @@ async def test_error_reply_to_inventory_ends_that_round(rig: Rig) -> None:
     await reader.stop_inventory()
     assert p.encode(0x01, 0x89, b"\x22") in sim.sent
     assert reader.metrics.error_replies == 1 and reader.metrics.timeouts == 0
-    # Antenna 1 answered with an error; antenna 2 was still inventoried in the same pass.
-    assert rig.listener.rounds[0].reads == 2
-    assert rig.listener.rounds[1].reads == 4
+    # Antenna 1's tags were unknown in the failed pass, not absent: that pass is no round, and
+    # every round reported read both antennas.
+    assert reader.metrics.incomplete_rounds == 1
+    assert [end.reads for end in rig.listener.rounds[:2]] == [4, 4]
+    assert [end.number for end in rig.listener.rounds[:2]] == [1, 2]
     assert reader.available
 
 
-async def test_error_reply_to_set_work_antenna_is_counted(rig: Rig) -> None:
-    sim, reader = await rig.start(field_with(2), sim={"antenna_count": 1}, antennas=(1, 2))
+async def test_no_tag_error_is_an_empty_round(rig: Rig) -> None:
+    sim, reader = await rig.start(field_with(0))
+    sim.fail_next(p.NO_TAG, cmd=0x89)
+    await reader.start_inventory()
+    await rig.listener.rounds_at_least(2)
+    await reader.stop_inventory()
+    assert reader.metrics.incomplete_rounds == 0
+    assert [end.reads for end in rig.listener.rounds[:2]] == [0, 0]
+
+
+async def test_error_reply_to_set_work_antenna_makes_the_pass_no_round(rig: Rig) -> None:
+    field = field_with(4, antennas=2)
+    sim, reader = await rig.start(field, antennas=(1, 2))
+    sim.fail_next(p.ANTENNA_ID_OUT_OF_RANGE, cmd=0x74)
     await reader.start_inventory()
     await rig.listener.rounds_at_least(2)
     await reader.stop_inventory()
     assert p.encode(0x01, 0x74, bytes([p.ANTENNA_ID_OUT_OF_RANGE])) in sim.sent
-    assert reader.metrics.error_replies >= 2
-    assert [end.reads for end in rig.listener.rounds[:2]] == [2, 2]
+    assert reader.metrics.error_replies == 1 and reader.metrics.incomplete_rounds == 1
+    assert [end.reads for end in rig.listener.rounds[:2]] == [4, 4]
 
 
 async def test_silence_makes_reader_unavailable_until_it_answers(rig: Rig) -> None:

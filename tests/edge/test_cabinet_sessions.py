@@ -264,6 +264,16 @@ async def test_reader_down_at_close_holds_the_session_for_review(
         clock,
         per_product=20,
         cabinets=cabinet_config(settle={"timeout_s": 3}),
+        rfid_readers=[
+            {
+                "name": "cabinet-reader",
+                "protocol": "r2000",
+                "port": site.reader.path,
+                "antennas": [1, 2],
+                "round_timeout_s": 0.5,
+                "command_timeout_s": 0.5,
+            }
+        ],
     )
     async with client(app) as http:
         session = await open_session(http)
@@ -284,7 +294,7 @@ async def test_reader_down_at_close_holds_the_session_for_review(
         )
         assert r.status_code == 409 and r.json()["error"]["code"] == "cabinet_busy"
         site.reader.silent = False
-        await app.readers.readers["cabinet-reader"].wait_available(10)
+        assert await app.readers.readers["cabinet-reader"].wait_available(20)
         r = await http.post(f"/api/v1/cabinet-sessions/{session['id']}/settle", headers=OPERATOR)
         assert r.status_code == 200, r.text
         done = await closed(app, session["id"])
@@ -436,3 +446,23 @@ async def test_metrics_show_reader_and_cabinet_figures(
         if line.startswith('edge_rfid_tag_reads{reader="cabinet-reader"}')
     )
     assert float(reads.split()[-1]) >= 10
+
+
+async def test_an_antenna_that_stops_answering_stops_sales_instead_of_charging(
+    start_app: Callable[..., Any], site: SimulatedSite, clock: ManualClock
+) -> None:
+    """A reader that still answers but refuses one antenna completes no rounds: its tags are
+    unknown, not taken. The shopper in the cabinet is held, not charged for the whole shelf."""
+    assert site.reader is not None
+    app = await stocked_app(
+        start_app, site, clock, per_product=4, cabinets=cabinet_config(settle={"timeout_s": 2})
+    )
+    async with client(app) as http:
+        session = await open_session(http)
+        await door_opened(app, session["id"])
+        site.reader.antenna_count = 1  # antenna 2 now answers "antenna out of range"
+        site.close_cabinet()
+        hold = await held(app, session["id"])
+    assert hold.data["reason"] == "inventory_incomplete"
+    assert events(app).of_type("order.created") == []
+    assert app.readers.readers["cabinet-reader"].metrics.incomplete_rounds > 0

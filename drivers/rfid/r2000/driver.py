@@ -2,7 +2,8 @@
 
 Per antenna and pass: 0x74 selects the work antenna (0-based id on the wire), then 0x89 with
 repeat 1 runs one round; tags stream in as they are singulated and an end-of-round frame (7-byte,
-or the 5-byte IND903 form) closes the round. An error code in answer to 0x89 closes it too.
+or the 5-byte IND903 form) closes the round. An error code in answer to 0x74 or 0x89 (other than
+"no tag") makes the pass incomplete: it is not reported as a round.
 
 Requests go to ``address`` (0xFF, broadcast, by default); replies are accepted from any address,
 because a reader answers with its own address, which the host may not know.
@@ -14,7 +15,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Sequence
 
-from drivers.rfid.reader import ReaderRejected, TagRead
+from drivers.rfid.reader import ReaderRejected, RoundIncomplete, TagRead
 from drivers.rfid.serial_reader import SerialReader
 
 from . import protocol as p
@@ -131,15 +132,16 @@ class R2000Reader(SerialReader):
             p.encode_set_work_antenna(self.address, antenna), _reply_to(p.CMD_SET_WORK_ANTENNA)
         )
         if reply.is_error:
-            # The pass goes on: one bad port must not stop inventory on the others.
-            self._error_reply(reply, f"set work antenna {antenna}")
-            return 0
+            self.metrics.error_replies += 1
+            raise RoundIncomplete(f"antenna {antenna} not selected: {_status(reply)}")
         self._round_reads = 0
         end: R2000Frame = await self._request(
             p.encode_realtime_inventory(self.address, 1), p.is_inventory_end, self.round_timeout
         )
-        if len(end.data) == p.ERROR_DATA_LEN:
-            self._error_reply(end, f"inventory on antenna {antenna}")
+        if len(end.data) == p.ERROR_DATA_LEN and end.data[0] != p.NO_TAG:
+            # "No tag" is an empty round; anything else (antenna missing...) is no round.
+            self.metrics.error_replies += 1
+            raise RoundIncomplete(f"antenna {antenna} not inventoried: {_status(end)}")
         return self._round_reads
 
     async def _apply_power(self, dbm: float) -> None:
