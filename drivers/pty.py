@@ -30,6 +30,7 @@ class PseudoSerialPort:
         self._slave: int | None = None
         self._slave_path = ""
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._pending = bytearray()
 
     @property
     def path(self) -> str:
@@ -60,19 +61,37 @@ class PseudoSerialPort:
         return self.path
 
     def write(self, data: bytes) -> None:
-        """Send bytes to whoever has the port open; silently dropped while unplugged."""
+        """Send bytes to whoever has the port open; silently dropped while unplugged.
+
+        What the tty cannot take now waits in order and goes out as the driver reads: never a
+        blocking write, because the driver usually reads on this same event loop.
+        """
         if self._master is None:
             return
-        view = memoryview(data)
-        while view:
-            try:
-                written = os.write(self._master, view)
-            except BlockingIOError:
-                # The tty buffer is full: a real line would drop too, but a simulator should not.
-                os.set_blocking(self._master, True)
-                written = os.write(self._master, view)
-                os.set_blocking(self._master, False)
-            view = view[written:]
+        if self._pending:
+            self._pending += data
+            return
+        written = self._write_some(data)
+        if written < len(data):
+            self._pending += data[written:]
+            assert self._loop is not None
+            self._loop.add_writer(self._master, self._drain)
+
+    def _write_some(self, data: bytes | bytearray) -> int:
+        assert self._master is not None
+        try:
+            return os.write(self._master, data)
+        except BlockingIOError:
+            return 0
+
+    def _drain(self) -> None:
+        if self._master is None:
+            return
+        written = self._write_some(self._pending)
+        del self._pending[:written]
+        if not self._pending:
+            assert self._loop is not None
+            self._loop.remove_writer(self._master)
 
     def unplug(self) -> None:
         """Make the device vanish: the driver's next read or write fails, the link dangles."""
@@ -80,6 +99,9 @@ class PseudoSerialPort:
             return
         assert self._loop is not None
         self._loop.remove_reader(self._master)
+        if self._pending:
+            self._loop.remove_writer(self._master)
+            self._pending.clear()  # what a pulled cable was still carrying is lost
         for fd in (self._master, self._slave):
             if fd is not None:
                 with contextlib.suppress(OSError):
