@@ -16,11 +16,11 @@ import logging
 import time
 import uuid
 from collections import deque
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlmodel import col, delete, select
 
@@ -44,8 +44,10 @@ from edge.config.cabinets import CabinetConfig
 from edge.db import Database, Transaction
 from edge.db.tables import CabinetSession, CabinetStock, OrderLine, PaymentRequest, SalesOrder
 from edge.hardware.locks import LockAddress, LockController
+from edge.outbox.store import Envelope
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # How long a restart keeps trying to read a cabinet's door before it holds the session.
 RECOVERY_DOOR_TIMEOUT_S = 10.0
@@ -152,6 +154,8 @@ class CabinetService:
             cab.inventory.add_round_listener(self._round_ended)
         self._tasks: set[asyncio.Future[Any]] = set()
         self._signal: asyncio.Event | None = None
+        self._on_commit: dict[str, Callable[[], None]] = {}
+        db.add_event_listener(self._committed)
         self._stopping = False
         self.settle_times: deque[tuple[float, float]] = deque(maxlen=1000)
         """Per settled session: (seconds counting after the close, seconds of our own work)."""
@@ -392,12 +396,15 @@ class CabinetService:
                 },
             )
 
-        await self.db.transact(work)
-        if after is not None:
-            cab.stock = {epc: decode_epc(epc).gtin for epc in after}
-        cab.held = False
-        cab.session_id = None
-        self._settled_signal().set()
+        def voided() -> None:
+            if after is not None:
+                cab.stock = {epc: decode_epc(epc).gtin for epc in after}
+            cab.held = False
+            if cab.session_id == session_id:
+                cab.session_id = None
+            self._settled_signal().set()
+
+        await self._transact_then(session_id, work, voided)
         return await self.get_session(session_id)
 
     async def _held(self, session_id: str) -> tuple[Cabinet, Live]:
@@ -585,7 +592,12 @@ class CabinetService:
             tx.emit("cabinet.session_closed", data)
             return True
 
-        if await self.db.transact(work):
+        def settled() -> None:
+            cab.stock = {epc: decode_epc(epc).gtin for epc in after}
+            cab.stocked = True
+            self._finish(cab, live)
+
+        if await self._transact_then(live.id, work, settled):
             self._record_timing(live)
             log.info(
                 "cabinet session settled",
@@ -598,9 +610,6 @@ class CabinetService:
                     "order": order_id,
                 },
             )
-        cab.stock = {epc: decode_epc(epc).gtin for epc in after}
-        cab.stocked = True
-        self._finish(cab, live)
 
     def _record_timing(self, live: Live) -> None:
         marks = live.timings
@@ -729,14 +738,16 @@ class CabinetService:
                 },
             )
 
-        await self.db.transact(work)
+        def held() -> None:
+            live.state = SessionState.HELD
+            cab.held = True  # the cabinet stays closed to new sessions until an operator decides
+            self._settled_signal().set()
+
+        await self._transact_then(live.id, work, held)
         log.warning(
             "cabinet session held for review",
             extra={"session": live.id, "cabinet": cab.id, "reason": reason},
         )
-        live.state = SessionState.HELD
-        cab.held = True  # the cabinet stays closed to new sessions until an operator decides
-        self._settled_signal().set()
 
     async def _cancel(self, cab: Cabinet, live: Live, outcome: str, reason: str) -> None:
         now = self.clock.now()
@@ -759,12 +770,34 @@ class CabinetService:
                 },
             )
 
-        await self.db.transact(work)
+        await self._transact_then(live.id, work, lambda: self._finish(cab, live))
         log.warning(
             "cabinet session cancelled",
             extra={"session": live.id, "cabinet": cab.id, "outcome": outcome, "reason": reason},
         )
-        self._finish(cab, live)
+
+    async def _transact_then(
+        self, session_id: str, work: Callable[[Transaction], T], apply: Callable[[], None]
+    ) -> T:
+        """Commit ``work``; ``apply`` its effect on the in-memory cabinet as the commit's events
+        are announced (before anyone told of a closed session can act on a stale cabinet)."""
+        self._on_commit[session_id] = apply
+        try:
+            result = await self.db.transact(work)
+        except BaseException:
+            self._on_commit.pop(session_id, None)
+            raise
+        pending = self._on_commit.pop(session_id, None)
+        if pending is not None:  # the transaction emitted no session event (settled already)
+            pending()
+        return result
+
+    def _committed(self, events: list[Envelope]) -> None:
+        for event in events:
+            if event.type in ("cabinet.session_closed", "cabinet.session_held"):
+                apply = self._on_commit.pop(str(event.data.get("session_id")), None)
+                if apply is not None:
+                    apply()
 
     def _finish(self, cab: Cabinet, live: Live) -> None:
         if cab.session_id == live.id:
