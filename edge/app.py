@@ -110,11 +110,9 @@ class EdgeApp:
             self.cabinets,
         )
         engine.telemetry = reports.telemetry
-        engine.snapshots = {
-            "compartments": reports.compartments,
-            "devices": reports.devices,
-            "cabinets": reports.cabinets,
-        }
+        engine.snapshots = {"compartments": reports.compartments, "devices": reports.devices}
+        if config.cabinets:
+            engine.snapshots["cabinets"] = reports.cabinets
         self.db.add_event_listener(lambda _events: engine.snapshot_changed())
         return engine
 

@@ -205,9 +205,9 @@ async def _seed(app: EdgeApp) -> None:
                     updated_at=since,
                 )
             )
-        tx.emit("catalog.updated", {"products_changed": len(DEMO_PRODUCTS)})
 
     await app.db.transact(work)
+    app.prices.changed()  # written behind the command path's back: reload by hand
     await app.prices.current()
 
 

@@ -14,8 +14,10 @@ from typing import Any
 
 from drivers.lockboard import BoardFamily
 from drivers.lockboard.simulator import LockBoardSimulator
+from drivers.rfid.chafon.simulator import ChafonSimulator
 from drivers.rfid.epc import encode_sgtin96
 from drivers.rfid.field import TagField
+from drivers.rfid.m100.simulator import M100Simulator
 from drivers.rfid.r2000.simulator import R2000Simulator
 from drivers.temperature import RegisterMap
 from drivers.temperature.simulator import ModbusTemperatureSimulator
@@ -53,14 +55,18 @@ class SimulatedSite:
     """A smart cabinet: its door on a third board, an R2000 reader on its own port."""
     tags: TagField = field(default_factory=TagField)
     """The cabinet's tag population (the reader simulator answers from it)."""
-    reader: R2000Simulator | None = None
+    reader_protocol: str = "r2000"
+    """Which reader family the cabinet has: r2000 (two antennas), chafon or m100 (one)."""
+    reader: R2000Simulator | ChafonSimulator | M100Simulator | None = None
 
     async def start(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
         boards = {1: self.locks_per_board, 2: 6}
         if self.with_cabinet:
             boards[CABINET_BOARD] = 2
-            self.reader = R2000Simulator(self.tags, link=str(self.workdir / "ttyRFID0"))
+            link = str(self.workdir / "ttyRFID0")
+            simulators = {"r2000": R2000Simulator, "chafon": ChafonSimulator, "m100": M100Simulator}
+            self.reader = simulators[self.reader_protocol](self.tags, link=link)
             self.reader.open()
         self.boards = LockBoardSimulator(
             BoardFamily.BOARD_485,
@@ -178,9 +184,9 @@ class SimulatedSite:
             document["rfid_readers"] = [
                 {
                     "name": "cabinet-reader",
-                    "protocol": "r2000",
+                    "protocol": self.reader_protocol,
                     "port": self.reader.path,
-                    "antennas": [1, 2],
+                    "antennas": [1, 2] if self.reader_protocol == "r2000" else [1],
                 }
             ]
             document["cabinets"] = [
@@ -196,8 +202,9 @@ class SimulatedSite:
             document[key] = value
         return EdgeConfig.model_validate(document)
 
-    def stock_cabinet(self, per_product: int, *, antennas: int = 2) -> list[str]:
+    def stock_cabinet(self, per_product: int) -> list[str]:
         """Put ``per_product`` tagged items of every demo product in the cabinet."""
+        antennas = 2 if self.reader_protocol == "r2000" else 1
         placed = []
         for index, (gtin, _name, _price) in enumerate(DEMO_PRODUCTS):
             for serial in range(1, per_product + 1):

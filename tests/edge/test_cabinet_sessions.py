@@ -36,8 +36,13 @@ PRICES = {gtin: price for gtin, _name, price in DEMO_PRODUCTS}
 
 
 @pytest.fixture
-async def site(tmp_path: Path) -> AsyncIterator[SimulatedSite]:
-    simulated = SimulatedSite(tmp_path / "site", with_cabinet=True)
+def reader_protocol() -> str:
+    return "r2000"
+
+
+@pytest.fixture
+async def site(tmp_path: Path, reader_protocol: str) -> AsyncIterator[SimulatedSite]:
+    simulated = SimulatedSite(tmp_path / "site", with_cabinet=True, reader_protocol=reader_protocol)
     simulated.tags.read_probability = 0.95
     await simulated.start()
     yield simulated
@@ -73,9 +78,9 @@ async def seed_catalog(app: EdgeApp, clock: ManualClock) -> None:
                     updated_at=since,
                 )
             )
-        tx.emit("catalog.updated", {"products_changed": len(DEMO_PRODUCTS)})
 
     await app.db.transact(work)
+    app.prices.changed()  # written behind the command path's back: reload by hand
     await app.prices.current()
 
 
@@ -147,23 +152,32 @@ async def order_lines(app: EdgeApp, order_id: str) -> list[OrderLine]:
     )
 
 
+@pytest.mark.parametrize(
+    ("reader_protocol", "seed"),
+    [("r2000", 4), ("r2000", 17), ("chafon", 5), ("m100", 6)],
+)
 async def test_charged_set_equals_taken_set_in_every_run(
-    start_app: Callable[..., Any], site: SimulatedSite, clock: ManualClock
+    start_app: Callable[..., Any],
+    site: SimulatedSite,
+    clock: ManualClock,
+    reader_protocol: str,
+    seed: int,
 ) -> None:
+    """500 items read at a 5 % miss rate per round, by each serial reader family."""
     app = await stocked_app(start_app, site, clock)
-    rng = random.Random(4)
+    rng = random.Random(seed)
     async with client(app) as http:
         for run in range(3):
             session = await open_session(http, member=f"member-{run}")
             assert session["state"] == "unlocking"
             await door_opened(app, session["id"])
             inside = sorted(site.tags.epcs())
-            taken = set(rng.sample(inside, rng.randint(1, 12)))
+            taken = set(rng.sample(inside, rng.randint(2, 12)))
             put_back = rng.choice(sorted(taken))
             for epc in taken:
                 site.tags.remove(epc)
             # Picked up, then put back on another shelf: not a sale.
-            site.tags.place(put_back, antenna=1)
+            site.tags.place(put_back, antenna=2 if reader_protocol == "r2000" else 1)
             taken.discard(put_back)
             site.close_cabinet()
             done = await closed(app, session["id"])
@@ -207,9 +221,9 @@ async def test_price_is_the_one_in_force_when_the_door_opened(
                 updated_at=clock.now(),
             )
         )
-        tx.emit("catalog.updated", {})
 
     await app.db.transact(reprice)
+    app.prices.changed()
     async with client(app) as http:
         session = await open_session(http)
         await door_opened(app, session["id"])

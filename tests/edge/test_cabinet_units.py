@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from drivers.rfid.epc import decode_epc, encode_sgtin96
@@ -64,16 +64,17 @@ def test_k_must_fit_in_m() -> None:
         PresenceTracker(k=5, m=4)
 
 
-@settings(deadline=None, max_examples=60)
-@given(seed=st.integers(0, 2**32 - 1))
+@pytest.mark.parametrize("seed", range(40))
 def test_500_items_with_5_percent_misses_are_all_present(seed: int) -> None:
+    # A tag is lost only if missed in 5 or 6 of 6 rounds: about 1.8e-7 per tag, so about one
+    # 500-item count in 11,000 loses a tag. Fixed seeds keep this test deterministic (a search
+    # over seeds, as hypothesis does, finds such a count sooner or later; it exists).
     rng = random.Random(seed)
     tags = {f"{i:024x}" for i in range(500)}
     tracker = PresenceTracker(k=2, m=6)
     for _ in range(6):
         tracker.seen.update(t for t in tags if rng.random() >= 0.05)
         tracker.end_round()
-    # A tag would be lost only if missed in 5 of 6 rounds: about 1 in 5 million per tag.
     assert tracker.present == tags
 
 
