@@ -3,7 +3,8 @@
 The main peer is llrpkit's LLRP reader emulator (MIT, test-only dependency). llrpkit's own
 decoder also cross-checks every message the driver encodes. A small scripted reader in this
 file covers what the emulator cannot do: garbage and unknown messages on the wire, the PROTOCOLS
-worked example as a live report, silence, and recording the exact request sequence.
+worked example as a live report, silence, recording the exact request sequence, and AISpec end
+events (the emulator sends none, so against it the driver runs its one-report-one-round fallback).
 """
 
 from __future__ import annotations
@@ -213,11 +214,16 @@ def test_add_rospec_as_llrpkit_decodes_it() -> None:
 
 def test_set_reader_config_as_llrpkit_decodes_it() -> None:
     raw = c.encode_set_reader_config(
-        12, keepalive_ms=5000, power_index=11, antennas=(1, 2), hop_table_id=3
+        12, keepalive_ms=5000, power_index=11, antennas=(1, 2), hop_table_id=3, aispec_events=True
     )
     msg = decode_message(raw)
     assert isinstance(msg, llrp_messages.SET_READER_CONFIG)
     assert not msg.reset_to_factory_default
+    spec = msg.reader_event_notification_spec
+    assert spec is not None
+    (state,) = spec.event_notification_states
+    assert int(state.event_type) == int(enums.NotificationEventType.AISpec_Event)
+    assert state.notification_state
     assert [a.antenna_id for a in msg.antenna_configurations] == [1, 2]
     for config in msg.antenna_configurations:
         assert config.rf_transmitter is not None
@@ -227,6 +233,42 @@ def test_set_reader_config_as_llrpkit_decodes_it() -> None:
     assert msg.keepalive_spec is not None
     assert int(msg.keepalive_spec.keepalive_trigger_type) == 1
     assert msg.keepalive_spec.periodic_trigger_value == 5000
+    plain = decode_message(c.encode_set_reader_config(13, keepalive_ms=5000))
+    assert isinstance(plain, llrp_messages.SET_READER_CONFIG)
+    assert plain.reader_event_notification_spec is None
+
+
+def test_event_notification_spec_byte_exact() -> None:
+    body = c.set_reader_config_body(aispec_events=True)
+    # Reset byte, then ReaderEventNotificationSpec (244, 11 bytes) holding EventNotificationState
+    # (245, 7 bytes): EventType 6 (AISpec_Event), NotificationState 1 in the top bit.
+    assert body == bytes.fromhex("00 00 f4 00 0b 00 f5 00 07 00 06 80")
+
+
+def test_aispec_event_round_trip_and_llrpkit() -> None:
+    raw = c.encode_aispec_event(5, ROSPEC_ID, 1, utc_us=99)
+    theirs = decode_message(raw)
+    assert isinstance(theirs, llrp_messages.READER_EVENT_NOTIFICATION)
+    aispec = theirs.reader_event_notification_data.ai_spec_event
+    assert aispec is not None
+    assert int(aispec.event_type) == int(enums.AISpecEventType.End_Of_AISpec)
+    assert (aispec.ro_spec_id, aispec.spec_index) == (ROSPEC_ID, 1)
+    (msg,) = c.MessageDecoder().feed(raw)
+    event = c.decode_reader_event(msg.body)
+    assert event.aispec == c.AISpecEvent(0, ROSPEC_ID, 1) and event.aispec.end
+    assert event.unknown == [] and event.events == [] and event.connection_attempt is None
+    # llrpkit's encoding of the same event, from a reader's point of view.
+    notification = llrp_messages.READER_EVENT_NOTIFICATION(
+        reader_event_notification_data=llrp_params.ReaderEventNotificationData(
+            timestamp=llrp_params.UTCTimestamp(microseconds=1),
+            ai_spec_event=llrp_params.AISpecEvent(event_type=0, ro_spec_id=77, spec_index=2),
+        )
+    )
+    (msg,) = c.MessageDecoder().feed(notification.to_bytes(message_id=6))
+    assert c.decode_reader_event(msg.body).aispec == c.AISpecEvent(0, 77, 2)
+    truncated = c.tlv(c.P_READER_EVENT_NOTIFICATION_DATA, b"", c.tlv(c.P_AISPEC_EVENT, b"\x00"))
+    with pytest.raises(c.LlrpDecodeError):
+        c.decode_reader_event(truncated)
 
 
 @pytest.mark.parametrize(
@@ -331,6 +373,8 @@ class Recorder:
 
     def __init__(self) -> None:
         self.tags: list[TagRead] = []
+        self.tag_rounds: list[int] = []
+        """For each tag, the number of the round it is part of (the next one to end)."""
         self.rounds: list[RoundEnd] = []
         self.availability: list[bool] = []
         self.reasons: list[str | None] = []
@@ -339,6 +383,7 @@ class Recorder:
 
     def on_tag(self, read: TagRead) -> None:
         self.tags.append(read)
+        self.tag_rounds.append(self.rounds[-1].number + 1 if self.rounds else 1)
         self._changed.set()
 
     def on_round(self, end: RoundEnd) -> None:
@@ -434,6 +479,8 @@ async def test_rounds_over_two_antennas(emulator: LLRPEmulator) -> None:
     assert sum(r.reads for r in rec.rounds) == len(rec.tags) == reader.metrics.tag_reads
     assert reader.metrics.rounds == len(rec.rounds)
     assert reader.metrics.corrupt_frames == reader.metrics.unknown_frames == 0
+    # The emulator sends no AISpec events: every report was a round (the fallback).
+    assert "aispec_events" not in reader.metrics.extra
 
 
 async def test_epcdata_tags_and_population_change(emulator: LLRPEmulator) -> None:
@@ -566,17 +613,28 @@ async def test_unanswered_command_times_out_and_reconnects(emulator: LLRPEmulato
 
 class ScriptedReader:
     """A minimal LLRP reader: answers every request with success and records it; can stay silent
-    and can push any bytes to the driver."""
+    and can push any bytes to the driver.
+
+    ``on_start`` is written once right after the START_ROSPEC response. ``run`` plays one AISpec
+    run: while the ROSpec is started it is written every ``run_period`` seconds, the way a real
+    reader with a periodic start trigger repeats its runs (a real reader sends no report for an
+    empty run, only the AISpec end event).
+    """
 
     def __init__(self) -> None:
         self.received: list[c.Message] = []
         self.silent = False
         self.on_start: list[bytes] = []
+        self.run: list[bytes] = []
+        self.run_period = 0.01
+        self.refuse_event_spec = False
         self.connections = 0
         self._writer: asyncio.StreamWriter | None = None
         self._server: asyncio.Server | None = None
         self._changed = asyncio.Event()
         self._keepalive: asyncio.Task[None] | None = None
+        self._runs: asyncio.Task[None] | None = None
+        self._barrier_id = 5000
         self.port = 0
 
     async def start(self) -> None:
@@ -584,6 +642,7 @@ class ScriptedReader:
         self.port = self._server.sockets[0].getsockname()[1]
 
     async def stop(self) -> None:
+        self._stop_runs()
         if self._keepalive is not None:
             self._keepalive.cancel()
         if self._writer is not None:
@@ -605,6 +664,39 @@ class ScriptedReader:
         assert self._writer is not None
         self._writer.write(raw)
 
+    def drop(self) -> None:
+        """Cut the current connection, as a reader reboot would."""
+        assert self._writer is not None
+        self._writer.transport.abort()
+
+    async def barrier(self) -> None:
+        """Returns once the driver has handled everything sent before: a KEEPALIVE is answered
+        in order, after every message ahead of it."""
+        self._barrier_id += 1
+        msg_id = self._barrier_id
+        self.send(c.encode_keepalive(msg_id))
+        await self.until(
+            lambda: any(m.type == c.KEEPALIVE_ACK and m.msg_id == msg_id for m in self.received)
+        )
+
+    def _stop_runs(self) -> None:
+        if self._runs is not None:
+            self._runs.cancel()
+            self._runs = None
+
+    def _start_runs(self, writer: asyncio.StreamWriter) -> None:
+        self._stop_runs()
+        if not self.run:
+            return
+
+        async def play() -> None:
+            while not writer.is_closing():
+                await asyncio.sleep(self.run_period)  # the peer's own clock, not a test wait
+                for raw in self.run:
+                    writer.write(raw)
+
+        self._runs = asyncio.get_running_loop().create_task(play())
+
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
         self._writer = writer
@@ -619,13 +711,21 @@ class ScriptedReader:
                     self._changed.set()
                     if self.silent or msg.type not in c.RESPONSE_TYPE:
                         continue
-                    writer.write(c.encode_response(c.RESPONSE_TYPE[msg.type], msg.msg_id))
+                    reply_type = c.RESPONSE_TYPE[msg.type]
+                    if self.refuse_event_spec and _asks_for_events(msg):
+                        writer.write(c.encode_response(reply_type, msg.msg_id, 111, "no events"))
+                        continue
+                    writer.write(c.encode_response(reply_type, msg.msg_id))
                     if msg.type == c.SET_READER_CONFIG:
                         self._honour_keepalive_spec(msg, writer)
                     if msg.type == c.START_ROSPEC:
                         for raw in self.on_start:
                             writer.write(raw)
+                        self._start_runs(writer)
+                    if msg.type in (c.STOP_ROSPEC, c.DISABLE_ROSPEC, c.DELETE_ROSPEC):
+                        self._stop_runs()
         writer.close()
+        self._stop_runs()
         if self._keepalive is not None:
             self._keepalive.cancel()
 
@@ -644,6 +744,12 @@ class ScriptedReader:
         if self._keepalive is not None:
             self._keepalive.cancel()
         self._keepalive = asyncio.get_running_loop().create_task(beat())
+
+
+def _asks_for_events(msg: c.Message) -> bool:
+    if msg.type != c.SET_READER_CONFIG:
+        return False
+    return c.parse_params(msg.body, 1).first(c.P_READER_EVENT_NOTIFICATION_SPEC) is not None
 
 
 @pytest.fixture
@@ -682,6 +788,13 @@ async def test_request_sequence_and_worked_example_report(scripted: ScriptedRead
         c.DELETE_ROSPEC,
         c.CLOSE_CONNECTION,
     ]
+    config = decode_message(scripted.received[1].raw)
+    assert isinstance(config, llrp_messages.SET_READER_CONFIG)
+    assert config.keepalive_spec is not None
+    assert config.reader_event_notification_spec is not None
+    (state,) = config.reader_event_notification_spec.event_notification_states
+    assert int(state.event_type) == int(enums.NotificationEventType.AISpec_Event)
+    assert state.notification_state
     add = decode_message(scripted.received[3].raw)
     assert isinstance(add, llrp_messages.ADD_ROSPEC)
     (aispec,) = add.ro_spec.spec_parameters
@@ -731,3 +844,122 @@ async def test_silent_reader_goes_unavailable_and_comes_back(scripted: ScriptedR
         scripted.silent = False
         await rec.until(lambda: rec.availability[-1:] == [True])
         assert reader.metrics.reconnects >= 1
+
+
+# -- rounds ended by AISpec events ---------------------------------------------------------------
+
+
+def _report(msg_id: int, *tags: c.TagReport) -> bytes:
+    return c.encode_ro_access_report(msg_id, tags)
+
+
+def _ended(msg_id: int, rospec_id: int = ROSPEC_ID) -> bytes:
+    return c.encode_aispec_event(msg_id, rospec_id, 1)
+
+
+TAG_A = c.TagReport(EPC_A, antenna=1, peak_rssi=-50)
+TAG_B = c.TagReport(EPC_B, antenna=2, peak_rssi=-64)
+TAG_C = c.TagReport(EPC_C, antenna=2, peak_rssi=-58, seen_count=3)
+
+
+async def test_empty_runs_end_rounds_with_zero_reads(scripted: ScriptedReader) -> None:
+    # An empty read zone: the reader sends no report at all, only the end of every AISpec run.
+    scripted.run = [_ended(900)]
+    async with running(scripted.port) as (reader, rec):
+        assert await reader.wait_available(WAIT)
+        await reader.start_inventory()
+        await rec.until(lambda: len(rec.rounds) >= 20)
+        await reader.stop_inventory()
+        await scripted.barrier()
+        stopped_at = len(rec.rounds)
+        scripted.send(_ended(901))  # the end of a run cut short by STOP_ROSPEC
+        await scripted.barrier()
+        assert len(rec.rounds) == stopped_at  # no round after stop_inventory returned
+        assert reader.available
+    assert rec.tags == []
+    assert [r.number for r in rec.rounds] == list(range(1, stopped_at + 1))
+    assert all(r.reads == 0 and r.antennas == (1, 2) for r in rec.rounds)
+    assert reader.metrics.rounds == stopped_at
+    assert reader.metrics.extra["aispec_events"] >= stopped_at + 1
+
+
+async def test_reports_before_the_end_event_land_in_that_round(scripted: ScriptedReader) -> None:
+    scripted.on_start = [
+        _ended(1),  # run 1: nothing read
+        _report(2, TAG_A, TAG_B),  # run 2: two tags, then its end
+        _ended(3),
+        _ended(4, rospec_id=7),  # another client's ROSpec: not ours, not a round
+        _report(5, TAG_C),  # run 3: one tag seen three times
+        _ended(6),
+    ]
+    async with running(scripted.port) as (reader, rec):
+        assert await reader.wait_available(WAIT)
+        await reader.start_inventory()
+        await rec.until(lambda: len(rec.rounds) == 3)
+        await scripted.barrier()
+        assert rec.rounds == [
+            RoundEnd(1, (1, 2), 0),
+            RoundEnd(2, (1, 2), 2),
+            RoundEnd(3, (1, 2), 3),
+        ]
+        assert [t.epc for t in rec.tags] == [EPC_A.hex(), EPC_B.hex(), EPC_C.hex()]
+        assert rec.tag_rounds == [2, 2, 3]
+        assert reader.metrics.extra["aispec_events"] == 3
+        assert reader.metrics.extra["aispec_events_ignored"] == 1
+
+
+async def test_report_after_the_end_event_counts_in_the_next_round(
+    scripted: ScriptedReader,
+) -> None:
+    scripted.on_start = [
+        _report(1, TAG_A),  # run 1, before any event: the fallback ends the round here...
+        _ended(2),  # ...so the first event, for the same run, ends no second round
+        _ended(3),  # run 2 ends...
+        _report(4, TAG_B),  # ...and its report comes late
+        _report(5, TAG_C),  # run 3
+        _ended(6),
+        _ended(7),  # run 4: nothing read
+    ]
+    async with running(scripted.port) as (reader, rec):
+        assert await reader.wait_available(WAIT)
+        await reader.start_inventory()
+        await rec.until(lambda: len(rec.rounds) == 4)
+        await scripted.barrier()
+        assert [(r.number, r.reads) for r in rec.rounds] == [(1, 1), (2, 0), (3, 4), (4, 0)]
+        assert [t.epc for t in rec.tags] == [EPC_A.hex(), EPC_B.hex(), EPC_C.hex()]
+        assert rec.tag_rounds == [1, 3, 3]  # the late tag is in the next round, not lost
+        assert sum(r.reads for r in rec.rounds) == 1 + 1 + 3
+
+
+async def test_reader_refusing_events_falls_back_to_reports(scripted: ScriptedReader) -> None:
+    scripted.refuse_event_spec = True
+    scripted.on_start = [_report(1, TAG_A), _report(2, TAG_B)]
+    async with running(scripted.port) as (reader, rec):
+        assert await reader.wait_available(WAIT)
+        await reader.start_inventory()
+        await rec.until(lambda: len(rec.rounds) == 2)
+        assert rec.rounds == [RoundEnd(1, (1, 2), 1), RoundEnd(2, (1, 2), 1)]
+        assert rec.tag_rounds == [1, 2]
+        assert reader.metrics.extra["aispec_events_refused"] == 1
+    configs = [m for m in scripted.received if m.type == c.SET_READER_CONFIG]
+    assert [_asks_for_events(m) for m in configs] == [True, False]
+    retry = decode_message(configs[1].raw)
+    assert isinstance(retry, llrp_messages.SET_READER_CONFIG)
+    assert retry.keepalive_spec is not None
+
+
+async def test_event_mode_is_per_connection(scripted: ScriptedReader) -> None:
+    scripted.on_start = [_ended(1), _report(2, TAG_A)]  # ends in event mode, a read pending
+    async with running(scripted.port) as (reader, rec):
+        assert await reader.wait_available(WAIT)
+        await reader.start_inventory()
+        await rec.until(lambda: len(rec.rounds) == 1 and len(rec.tags) == 1)
+        # The reader is replaced by one without AISpec events: reports are rounds again, and
+        # nothing pending from the lost connection leaks into them.
+        scripted.on_start = [_report(3, TAG_B)]
+        await scripted.barrier()
+        scripted.drop()
+        await rec.until(lambda: rec.availability[-2:] == [False, True])
+        await rec.until(lambda: len(rec.rounds) == 2)
+        assert rec.rounds[1] == RoundEnd(2, (1, 2), 1)
+        assert [t.epc for t in rec.tags] == [EPC_A.hex(), EPC_B.hex()]

@@ -5,6 +5,7 @@ and the runtime never imports it.
 """
 
 from .codec import (
+    AISpecEvent,
     Capabilities,
     LlrpDecodeError,
     LlrpStatus,
@@ -16,6 +17,7 @@ from .driver import ROSPEC_ID, LlrpReader, LlrpRejected
 
 __all__ = [
     "ROSPEC_ID",
+    "AISpecEvent",
     "Capabilities",
     "LlrpDecodeError",
     "LlrpReader",

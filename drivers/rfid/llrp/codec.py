@@ -121,7 +121,10 @@ P_RO_REPORT_SPEC = 237
 P_TAG_REPORT_CONTENT_SELECTOR = 238
 P_TAG_REPORT_DATA = 240
 P_EPC_DATA = 241
+P_READER_EVENT_NOTIFICATION_SPEC = 244
+P_EVENT_NOTIFICATION_STATE = 245
 P_READER_EVENT_NOTIFICATION_DATA = 246
+P_AISPEC_EVENT = 254
 P_CONNECTION_ATTEMPT_EVENT = 256
 P_CONNECTION_CLOSE_EVENT = 257
 P_LLRP_STATUS = 287
@@ -139,7 +142,7 @@ EVENT_NAMES: dict[int, str] = {
     251: "ReportBufferOverflowErrorEvent",
     252: "ReaderExceptionEvent",
     253: "RFSurveyEvent",
-    254: "AISpecEvent",
+    P_AISPEC_EVENT: "AISpecEvent",
     255: "AntennaEvent",
     P_CONNECTION_ATTEMPT_EVENT: "ConnectionAttemptEvent",
     P_CONNECTION_CLOSE_EVENT: "ConnectionCloseEvent",
@@ -161,6 +164,8 @@ START_TRIGGER_PERIODIC = 2
 STOP_TRIGGER_NULL = 0
 AISPEC_STOP_DURATION = 1
 REPORT_END_OF_AISPEC = 1  # Upon_N_Tags_Or_End_Of_AISpec
+NOTIFY_AISPEC_EVENT = 6  # NotificationEventType AISpec_Event (7 would add singulation details)
+AISPEC_EVENT_END = 0  # AISpecEventType End_Of_AISpec, the only one defined
 KEEPALIVE_PERIODIC = 1
 
 HEADER_LEN = 10
@@ -499,11 +504,27 @@ def encode_ro_access_report(msg_id: int, tags: Iterable[TagReport]) -> bytes:
 # -- READER_EVENT_NOTIFICATION -------------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class AISpecEvent:
+    """An AISpecEvent: ``u8 EventType, u32 ROSpecID, u16 SpecIndex`` (1-based index of the
+    AISpec in its ROSpec), optionally followed by singulation details this module skips."""
+
+    event_type: int
+    rospec_id: int
+    spec_index: int
+
+    @property
+    def end(self) -> bool:
+        return self.event_type == AISPEC_EVENT_END
+
+
 @dataclass(slots=True)
 class ReaderEvent:
     connection_attempt: int | None = None
     """ConnectionAttemptEvent status (0 = success), None when the event is not in this one."""
     connection_closed: bool = False
+    aispec: AISpecEvent | None = None
+    """The AISpecEvent (the end of one AISpec run), None when the event is not in this one."""
     events: list[str] = field(default_factory=list)
     """Names of the other (known, ignored) events in the notification."""
     unknown: list[int] = field(default_factory=list)
@@ -524,6 +545,10 @@ def decode_reader_event(body: bytes) -> ReaderEvent:
             event.connection_attempt = _u16(p.value, 0)
         elif p.type == P_CONNECTION_CLOSE_EVENT:
             event.connection_closed = True
+        elif p.type == P_AISPEC_EVENT:
+            if len(p.value) < 7:
+                raise LlrpDecodeError(f"AISpecEvent of {len(p.value)} bytes truncated")
+            event.aispec = AISpecEvent(p.value[0], _u32(p.value, 1), _u16(p.value, 5))
         elif p.type in EVENT_NAMES:
             event.events.append(EVENT_NAMES[p.type])
         elif p.type not in (P_UTC_TIMESTAMP, P_UPTIME):
@@ -537,6 +562,24 @@ def encode_connection_attempt_event(msg_id: int, status: int, *, utc_us: int = 0
         b"",
         tlv(P_UTC_TIMESTAMP, struct.pack(">Q", utc_us)),
         tlv(P_CONNECTION_ATTEMPT_EVENT, struct.pack(">H", status)),
+    )
+    return encode_message(READER_EVENT_NOTIFICATION, data, msg_id)
+
+
+def encode_aispec_event(
+    msg_id: int,
+    rospec_id: int,
+    spec_index: int = 1,
+    *,
+    event_type: int = AISPEC_EVENT_END,
+    utc_us: int = 0,
+) -> bytes:
+    """The reader side, for tests and simulators: the end of one AISpec run."""
+    data = tlv(
+        P_READER_EVENT_NOTIFICATION_DATA,
+        b"",
+        tlv(P_UTC_TIMESTAMP, struct.pack(">Q", utc_us)),
+        tlv(P_AISPEC_EVENT, struct.pack(">BIH", event_type, rospec_id, spec_index)),
     )
     return encode_message(READER_EVENT_NOTIFICATION, data, msg_id)
 
@@ -628,15 +671,22 @@ def set_reader_config_body(
     antennas: Sequence[int] = (),
     hop_table_id: int = 1,
     channel_index: int = 1,
+    aispec_events: bool = False,
 ) -> bytes:
-    """SET_READER_CONFIG without factory reset: a periodic KeepaliveSpec and/or one
-    AntennaConfiguration with an RFTransmitter per antenna.
+    """SET_READER_CONFIG without factory reset: a ReaderEventNotificationSpec turning AISpec
+    events on, one AntennaConfiguration with an RFTransmitter per antenna and/or a periodic
+    KeepaliveSpec, in the order LLRP fixes for the message's parameters.
 
     HopTableID and ChannelIndex are mandatory fields of RFTransmitter; a hopping reader uses the
     hop table and ignores the channel, a fixed-frequency one the reverse, so 1-based first
-    entries are safe for both.
+    entries are safe for both. The notification spec names only the events it changes; the
+    reader keeps its own setting for the others.
     """
     body = bytes([0])  # ResetToFactoryDefault = 0, 7 reserved bits
+    if aispec_events:
+        # EventNotificationState: u16 EventType, then NotificationState in the top bit.
+        state = tlv(P_EVENT_NOTIFICATION_STATE, struct.pack(">HB", NOTIFY_AISPEC_EVENT, 0x80))
+        body += tlv(P_READER_EVENT_NOTIFICATION_SPEC, b"", state)
     if power_index is not None:
         for antenna in antennas:
             transmitter = tlv(
@@ -656,6 +706,7 @@ def encode_set_reader_config(
     antennas: Sequence[int] = (),
     hop_table_id: int = 1,
     channel_index: int = 1,
+    aispec_events: bool = False,
 ) -> bytes:
     body = set_reader_config_body(
         keepalive_ms=keepalive_ms,
@@ -663,6 +714,7 @@ def encode_set_reader_config(
         antennas=antennas,
         hop_table_id=hop_table_id,
         channel_index=channel_index,
+        aispec_events=aispec_events,
     )
     return encode_message(SET_READER_CONFIG, body, msg_id)
 
@@ -671,7 +723,8 @@ def encode_rospec(
     rospec_id: int, antennas: Sequence[int], duration_ms: int, period_ms: int
 ) -> bytes:
     """The ROSpec parameter of ADD_ROSPEC: periodic start, one AISpec over ``antennas`` that
-    stops after ``duration_ms``, one report at the end of every AISpec run.
+    stops after ``duration_ms``, one report at the end of every AISpec run (a real reader sends
+    none for a run that read no tag: the AISpecEvent is what marks the end of every run).
 
     The periodic start trigger is what makes inventory continuous: when the ROSpec has no stop
     trigger it ends with its only AISpec, and the next period starts it again.

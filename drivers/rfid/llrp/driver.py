@@ -2,10 +2,19 @@
 
 One TCP connection to the reader. After the reader's ConnectionAttemptEvent the driver reads the
 capabilities (for the transmit power table), asks for a periodic KEEPALIVE (so a dead link is
-noticed even while idle), replaces every ROSpec with its own and, while inventory is wanted,
-enables and starts it. The ROSpec runs one AISpec of ``round_duration`` over all antennas and
-restarts periodically; the reader sends one RO_ACCESS_REPORT at the end of every AISpec run,
-which is one round.
+noticed even while idle) and for AISpec events, replaces every ROSpec with its own and, while
+inventory is wanted, enables and starts it. The ROSpec runs one AISpec of ``round_duration`` over
+all antennas and restarts periodically; one AISpec run is one round.
+
+Where a round ends: the reader sends the RO_ACCESS_REPORT of a run at its end, but a real reader
+(Impinj, Zebra) sends no report at all for a run that read no tag, so reports alone would never
+end a round over an empty cabinet. The end of a round is therefore the AISpecEvent
+(End_Of_AISpec) in a READER_EVENT_NOTIFICATION, which the reader sends after every run of our
+ROSpec, empty or not. A round holds the reads reported since the previous round ended: the
+report of a run normally arrives before its end event, and a report that arrives after it is
+counted into the next round rather than lost. Fallback: a reader that sends no AISpec events
+(llrpkit's emulator; one that refuses the notification spec) has each report counted as one
+round, as long as no AISpec event has been seen on the connection.
 
 Reconnects run for ever with jittered exponential backoff; configuration, the wanted inventory
 state and the requested power are re-applied on every new connection, because a reader that
@@ -101,6 +110,9 @@ class LlrpReader(RfidReader):
         self._running = False  # our ROSpec enabled and started on the current connection
         self._wanted = False
         self._round_number = 0
+        self._round_reads = 0  # tag replies reported since the last round ended
+        self._aispec_events = False  # the reader sent an AISpec end event on this connection
+        self._round_by_report = False  # the last round was ended by a report (fallback)
         self._connected_before = False
         self._ready_once = False  # the current connection got as far as configured
 
@@ -146,8 +158,9 @@ class LlrpReader(RfidReader):
                 pass  # the link is gone; the next connection resumes inventory
 
     async def stop_inventory(self) -> None:
-        # Reports are dropped from here on, so no round is reported after this returns even if
-        # the reader sends the report of an AISpec cut short by STOP_ROSPEC.
+        # Reports and AISpec events are dropped from here on, so no round is reported after this
+        # returns even if the reader sends the report or the end of an AISpec cut short by
+        # STOP_ROSPEC.
         self._wanted = False
         async with self._control:
             if not self._ready or not self._running:
@@ -194,6 +207,9 @@ class LlrpReader(RfidReader):
         self._writer = writer
         self._drop_reason = None
         self._decoder.clear()
+        self._round_reads = 0
+        self._aispec_events = False
+        self._round_by_report = False
         connect_event: asyncio.Future[int] = loop.create_future()
         self._connect_event = connect_event
         receiver = asyncio.create_task(self._receive(reader), name=f"rfid[{self.name}].rx")
@@ -348,9 +364,25 @@ class LlrpReader(RfidReader):
                 extra={"reader": self.name},
             )
         keepalive_ms = max(1, round(self.keepalive_period * 1000))
-        await self._transact(
-            codec.SET_READER_CONFIG, codec.set_reader_config_body(keepalive_ms=keepalive_ms)
-        )
+        try:
+            await self._transact(
+                codec.SET_READER_CONFIG,
+                codec.set_reader_config_body(keepalive_ms=keepalive_ms, aispec_events=True),
+            )
+        except LlrpRejected as exc:
+            # Every LLRP reader should take it; one that does not still works, with a report
+            # counted as a round (and no round at all for a run that read nothing).
+            self._count("aispec_events_refused")
+            log.warning(
+                "%s: the reader refused AISpec event notification (%s); an empty read zone "
+                "will end no rounds",
+                self.name,
+                exc.status,
+                extra={"reader": self.name},
+            )
+            await self._transact(
+                codec.SET_READER_CONFIG, codec.set_reader_config_body(keepalive_ms=keepalive_ms)
+            )
         if self._power_wanted is not None:
             await self._apply_power(self._power_wanted)
         await self._delete_rospecs()
@@ -470,14 +502,37 @@ class LlrpReader(RfidReader):
         if not (self._wanted and self._running):
             self._count("reports_ignored")
             return
-        reads = 0
         for tag in report.tags:
             antenna = tag.antenna or (self.antennas[0] if len(self.antennas) == 1 else None)
             if antenna is None:
                 self._count("reads_without_antenna")
                 continue
             self._emit_tag(TagRead(tag.epc.hex(), antenna, tag.peak_rssi, tag.pc))
-            reads += tag.seen_count or 1
+            self._round_reads += tag.seen_count or 1
+        if not self._aispec_events:
+            self._end_round(by_report=True)  # fallback: this reader ends no AISpec with an event
+        # Otherwise the round ends at the next AISpec end event, with these reads in it.
+
+    def _on_aispec_event(self, event: codec.AISpecEvent) -> None:
+        if not event.end or event.rospec_id != ROSPEC_ID:
+            self._count("aispec_events_ignored")  # another client's ROSpec, or a future type
+            return
+        self._count("aispec_events")
+        first = not self._aispec_events
+        if first:
+            self._aispec_events = True
+            log.info("%s: the reader sends AISpec events", self.name, extra={"reader": self.name})
+        if not (self._wanted and self._running):
+            return
+        if first and self._round_by_report:
+            # The fallback already ended this run's round at its report, which came (as it
+            # should) before this event; ending another would count the run twice.
+            return
+        self._end_round(by_report=False)
+
+    def _end_round(self, *, by_report: bool) -> None:
+        reads, self._round_reads = self._round_reads, 0
+        self._round_by_report = by_report
         self._round_number += 1
         self._emit_round(RoundEnd(self._round_number, self.antennas, reads))
 
@@ -499,6 +554,8 @@ class LlrpReader(RfidReader):
                 )
         if event.connection_closed:
             log.info("%s: the reader is closing the connection", self.name)
+        if event.aispec is not None:
+            self._on_aispec_event(event.aispec)
         for name in event.events:
             self._count("reader_events")
             log.debug("%s: reader event %s", self.name, name)
