@@ -9,6 +9,7 @@ those of docs/events.md, the channel addresses are the topics the code builds.
 
 from __future__ import annotations
 
+import ast
 import base64
 import json
 import re
@@ -28,6 +29,7 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT7
 
 from edge.app import EdgeApp
+from edge.cabinet.service import SessionKind
 from edge.clock import ManualClock
 from edge.config.models import SiteConfig, Zone
 from edge.config.sync import MqttConfig, TrustedKey
@@ -38,6 +40,7 @@ from edge.outbox.cursor import read_batches
 from edge.sync.topics import Topics
 
 ROOT = Path(__file__).resolve().parents[2]
+SOURCES = ROOT / "edge"
 DOCUMENT = ROOT / "docs" / "asyncapi.yaml"
 EVENTS_MD = ROOT / "docs" / "events.md"
 VALIDATE = ROOT / "scripts" / "validate-asyncapi"
@@ -379,6 +382,50 @@ def test_limits_and_enumerations_match_the_code(document: dict[str, Any]) -> Non
     assert schemas["Zone"]["enum"] == [zone.value for zone in Zone]
     assert schemas["CompartmentState"]["enum"] == [state.value for state in CompartmentState]
     assert schemas["OperationKind"]["enum"] == [kind.value for kind in OperationKind]
+    assert schemas["CabinetSessionKind"]["enum"] == [kind.value for kind in SessionKind]
+    assert set(schemas["DeviceKind"]["enum"]) == device_kinds_registered_in_the_code()
+    code_doc = schemas["CommandErrorCode"]["description"]
+    missing = {code for code in command_error_codes_in_the_code() if f"`{code}`" not in code_doc}
+    assert not missing, f"command error codes not in CommandErrorCode: {sorted(missing)}"
+
+
+def _calls(name: str) -> Iterator[ast.Call]:
+    """Every call of a function or method called ``name`` in the controller's sources."""
+    for path in sorted(SOURCES.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Call):
+                func = node.func
+                called = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+                if called == name:
+                    yield node
+
+
+def command_error_codes_in_the_code() -> set[str]:
+    """The dispatcher's own codes and every literal code a handler fails with."""
+    from edge.commands import errors
+
+    codes = {v for k, v in vars(errors).items() if k.isupper() and isinstance(v, str)}
+    for call in _calls("CommandFailed"):
+        first = call.args[0] if call.args else None
+        if isinstance(first, ast.Constant) and isinstance(first.value, str):
+            codes.add(first.value)
+    assert {"price_version_conflict", "unknown_product", "nothing_to_replay"} <= codes
+    return codes
+
+
+def device_kinds_registered_in_the_code() -> set[str]:
+    """The ``kind`` of every ``health.register(name, kind)`` (device.* events, telemetry)."""
+    kinds: set[str] = set()
+    for call in _calls("register"):
+        func = call.func
+        receiver = func.value if isinstance(func, ast.Attribute) else None
+        owner = (
+            receiver.attr if isinstance(receiver, ast.Attribute) else getattr(receiver, "id", "")
+        )
+        if owner == "health" and len(call.args) == 2 and isinstance(call.args[1], ast.Constant):
+            kinds.add(call.args[1].value)
+    assert "rfid_reader" in kinds
+    return kinds
 
 
 # ------------------------------------------------------------- commands, verified for real
@@ -412,8 +459,10 @@ async def test_commands_and_their_answers_match_the_document(
     envelope_module = pytest.importorskip("edge.commands.envelope", reason="not built")
     keys = pytest.importorskip("edge.commands.keys", reason="not built")
     locker_commands = pytest.importorskip("edge.lockers.commands", reason="not built")
+    from edge.catalog.commands import register_catalog_commands
     from edge.commands.verify import CommandVerifier
     from edge.config.sync import CommandsConfig
+    from edge.sync.replay import register_sync_commands
 
     key = keys.private_key_from_seed(b"\x05" * 32)
     config = CommandsConfig.model_validate(
@@ -421,8 +470,12 @@ async def test_commands_and_their_answers_match_the_document(
     )
     dispatcher = dispatcher_module.CommandDispatcher(CommandVerifier(config, clock), app.db, clock)
     locker_commands.register_locker_commands(dispatcher, app.lockers)
+    register_catalog_commands(dispatcher, clock)
+    publisher = _Publisher()
+    register_sync_commands(dispatcher, app.db, publisher)  # type: ignore[arg-type]
     assert set(dispatcher.types) == set(document["components"]["schemas"]["CommandType"]["enum"])
 
+    milk, since = "06901234567892", "2026-01-01T00:00:00+08:00"
     command_payload = validator_for(document, "/components/messages/command/payload")
     sent: list[dict[str, Any]] = [
         envelope_module.sign_command(
@@ -434,9 +487,46 @@ async def test_commands_and_their_answers_match_the_document(
             ("courier.upsert", {"id": "courier-9", "name": "Nine", "credential": "1357"}),
             ("courier.revoke", {"id": "courier-9"}),
             ("parcel.expect", {"parcel_code": "PKG-77", "size": "S", "zone": "chilled"}),
+            (
+                "catalog.upsert",
+                {
+                    "products": [
+                        {"gtin": "6901234567892", "name": "鲜牛奶 950ml", "unit": "bottle"},
+                        {"gtin": "96385074", "name": "GTIN-8", "name_en": "Eight", "size": "1"},
+                    ],
+                    "prices": [
+                        {"gtin": milk, "version": 1, "amount": 1290, "effective_at": since},
+                        {
+                            "gtin": "96385074",
+                            "version": 1,
+                            "amount": 0,
+                            "currency": "EUR",
+                            "effective_at": "2026-01-01T00:00:00Z",
+                        },
+                    ],
+                },
+            ),
+            (
+                "catalog.upsert",
+                {"prices": [{"gtin": milk, "version": 1, "amount": 1290, "effective_at": since}]},
+            ),
+            (
+                "catalog.upsert",
+                {"prices": [{"gtin": milk, "version": 1, "amount": 1, "effective_at": since}]},
+            ),
+            (
+                "catalog.upsert",
+                {
+                    "prices": [
+                        {"gtin": "06901234567885", "version": 1, "amount": 9, "effective_at": since}
+                    ]
+                },
+            ),
+            ("sync.replay", {"from_seq": 1}),
+            ("sync.replay", {"from_seq": 1_000_000}),
             ("compartment.disable", {"compartment_id": "Z99", "reason": "no such one"}),
             ("compartment.disable", {"compartment_id": "A01"}),  # no reason: invalid_data
-            ("catalog.upsert", {"products": []}),  # a later release's command: unknown_type
+            ("member.enroll", {"member_id": "m-1"}),  # a later release's command: unknown_type
         ]
     ]
     for envelope in sent:
@@ -465,6 +555,12 @@ async def test_commands_and_their_answers_match_the_document(
         ("ok", None),
         ("ok", None),
         ("ok", None),
+        ("ok", None),
+        ("ok", None),  # the same prices again: nothing to add
+        ("failed", "price_version_conflict"),
+        ("failed", "unknown_product"),
+        ("ok", None),
+        ("failed", "nothing_to_replay"),
         ("failed", "not_found"),
         ("rejected", "invalid_data"),
         ("rejected", "unknown_type"),
@@ -472,14 +568,47 @@ async def test_commands_and_their_answers_match_the_document(
         ("rejected", "malformed"),
         ("rejected", "bad_signature"),
     ]
+    assert publisher.rewound == [0]
+    updated = [e["data"] for e in envelopes if e["type"] == "catalog.updated"]
+    assert updated == [{"command_id": sent[5]["id"], "products_changed": 2, "prices_added": 2}]
     code_doc = document["components"]["schemas"]["CommandErrorCode"]["description"]
+    results = documented_results(document)
     for answer in answers:
         if "error" in answer:
             assert f"`{answer['error']['code']}`" in code_doc
+        if "result" in answer:
+            assert set(answer["result"]) == results[answer["type"]], answer["type"]
+
+
+def documented_results(document: dict[str, Any]) -> dict[str, set[str]]:
+    """Per command type, the keys of the `result` that CommandType's description promises."""
+    description = document["components"]["schemas"]["CommandType"]["description"]
+    results: dict[str, set[str]] = {}
+    for item in re.split(r"\n- ", description)[1:]:
+        head, _, rest = item.partition("(")
+        keys = re.search(r"Result `\{([^}]*)\}`", rest)
+        assert keys is not None, head
+        for type_ in re.findall(r"`([a-z_]+\.[a-z_]+)`", head):
+            results[type_] = {k.strip() for k in keys.group(1).split(",")}
+    assert set(results) == set(document["components"]["schemas"]["CommandType"]["enum"])
+    return results
+
+
+class _Publisher:
+    """Stands in for the uplink's OutboxPublisher: records what sync.replay rewinds to."""
+
+    def __init__(self) -> None:
+        self.rewound: list[int] = []
+
+    def rewind(self, to_seq: int) -> None:
+        self.rewound.append(to_seq)
 
 
 def test_command_data_schemas_have_the_fields_of_the_handlers(document: dict[str, Any]) -> None:
     locker_commands = pytest.importorskip("edge.lockers.commands", reason="not built")
+    from edge.catalog.commands import register_catalog_commands
+    from edge.sync.replay import register_sync_commands
+
     schemas = document["components"]["schemas"]
     documented = {
         rule["if"]["properties"]["type"].get("const"): rule["then"]["properties"]["data"]["$ref"]
@@ -500,14 +629,31 @@ def test_command_data_schemas_have_the_fields_of_the_handlers(document: dict[str
         register_async = register
 
     locker_commands.register_locker_commands(Recorder(), _NoLockers())
+    register_catalog_commands(Recorder(), ManualClock())  # type: ignore[arg-type]
+    register_sync_commands(Recorder(), None, None)  # type: ignore[arg-type]
     assert set(models) == set(documented)
     for type_, model in models.items():
         schema = schemas[documented[type_].removeprefix("#/components/schemas/")]
-        fields = model.model_fields
-        assert set(schema["properties"]) == set(fields), type_
-        assert set(schema["required"]) == {n for n, f in fields.items() if f.is_required()}, type_
-        assert schema["additionalProperties"] is False
-        assert model.model_config.get("extra") == "forbid"
+        assert_schema_has_the_fields_of(schemas, schema, model, type_)
+
+
+def assert_schema_has_the_fields_of(
+    schemas: dict[str, Any], schema: dict[str, Any], model: Any, where: str
+) -> None:
+    """Same fields, same required ones, no others; nested models (lists of them) as well."""
+    fields = model.model_fields
+    assert set(schema["properties"]) == set(fields), where
+    assert set(schema["required"]) == {n for n, f in fields.items() if f.is_required()}, where
+    assert schema["additionalProperties"] is False, where
+    assert model.model_config.get("extra") == "forbid", where
+    for name, field in fields.items():
+        inner = getattr(field.annotation, "__args__", ())
+        nested = [a for a in inner if isinstance(a, type) and hasattr(a, "model_fields")]
+        if not nested:
+            continue
+        items = schema["properties"][name]["items"]
+        items = schemas[items["$ref"].removeprefix("#/components/schemas/")]
+        assert_schema_has_the_fields_of(schemas, items, nested[0], f"{where}.{name}[]")
 
 
 class _NoLockers:
@@ -527,12 +673,19 @@ async def test_status_telemetry_and_snapshots_match_the_document(
     uplink = pytest.importorskip("edge.sync.uplink", reason="sync engine not built")
 
     site_reports = reports.SiteReports(
-        app.db, app.db.clock, app.health, app.temperature, uplink.UplinkStats(), app.keeper
+        app.db,
+        app.db.clock,
+        app.health,
+        app.temperature,
+        uplink.UplinkStats(),
+        app.keeper,
+        app.cabinets,
     )
     messages = {
         "telemetry": await site_reports.telemetry(),
         "compartmentsState": await site_reports.compartments(),
         "devicesState": await site_reports.devices(),
+        "cabinetsState": await site_reports.cabinets(),  # none configured here: {}
     }
     engine = engine_module.SyncEngine(
         MqttConfig(host="localhost"), app.config.site.id, app.version, app.db, app.db.clock
@@ -546,3 +699,25 @@ async def test_status_telemetry_and_snapshots_match_the_document(
         assert not problems(validator, body), (name, problems(validator, body))
     assert messages["compartmentsState"] and messages["devicesState"]
     assert messages["telemetry"]["temperatures"]
+
+
+def test_the_composition_root_registers_what_the_document_lists(
+    make_app: Any, document: dict[str, Any]
+) -> None:
+    """The real app (with MQTT): its command types, its snapshot topics and its devices."""
+    app: EdgeApp = make_app(mqtt={"host": "localhost"})
+    try:
+        assert app.sync is not None
+        schemas = document["components"]["schemas"]
+        assert set(app.commands.types) == set(schemas["CommandType"]["enum"])
+        things = document["components"]["parameters"]["thing"]["enum"]
+        # This site has no cabinet: state/cabinets is published only where cabinets exist.
+        assert set(app.sync.snapshots) | {"cabinets"} == set(things)
+        assert "cabinets" not in app.sync.snapshots
+        assert set(document["channels"]["state"]["messages"]) == set(things)
+        operation = document["operations"]["sendState"]["messages"]
+        assert {ref["$ref"].rsplit("/", 1)[-1] for ref in operation} == set(things)
+        kinds = {device.kind for device in app.health.devices.values()}
+        assert kinds <= set(schemas["DeviceKind"]["enum"])
+    finally:
+        app.db.close()
