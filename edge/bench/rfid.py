@@ -37,10 +37,9 @@ from edge.cabinet.service import SessionKind
 from edge.cabinet.settlement import settle
 from edge.catalog.prices import PriceBook
 from edge.config.cabinets import PresenceConfig
-from edge.db import Database, Transaction
+from edge.db import Database
 from edge.db.migrate import upgrade_to_head
-from edge.db.tables import Price, Product
-from edge.demo.site import DEMO_PRODUCTS, SimulatedSite
+from edge.demo.site import DEMO_PRODUCTS, SimulatedSite, add_demo_catalog
 from edge.hardware.rfid import _Router
 from edge.logs import configure_logging
 
@@ -112,22 +111,7 @@ def measure_diff(samples: int = 300) -> tuple[list[float], float]:
         upgrade_to_head(db.engine)
         since = db.clock.now() - timedelta(hours=1)
 
-        def work(tx: Transaction) -> None:
-            for gtin, name, price in DEMO_PRODUCTS:
-                tx.session.add(Product(gtin=gtin, name=name, updated_at=since))
-                tx.session.flush()
-                tx.session.add(
-                    Price(
-                        gtin=gtin,
-                        version=1,
-                        amount=price,
-                        currency="CNY",
-                        effective_at=since,
-                        updated_at=since,
-                    )
-                )
-
-        db.transact_sync(work)
+        db.transact_sync(lambda tx: add_demo_catalog(tx, since))
         book = PriceBook(db)
         book.load_sync()
         db.close()
@@ -191,22 +175,7 @@ async def measure_sessions(sessions: int) -> tuple[list[float], list[float]]:
 async def _seed(app: EdgeApp) -> None:
     since = app.db.clock.now() - timedelta(hours=1)
 
-    def work(tx: Transaction) -> None:
-        for gtin, name, price in DEMO_PRODUCTS:
-            tx.session.add(Product(gtin=gtin, name=name, updated_at=since))
-            tx.session.flush()
-            tx.session.add(
-                Price(
-                    gtin=gtin,
-                    version=1,
-                    amount=price,
-                    currency="CNY",
-                    effective_at=since,
-                    updated_at=since,
-                )
-            )
-
-    await app.db.transact(work)
+    await app.db.transact(lambda tx: add_demo_catalog(tx, since))
     app.prices.changed()  # written behind the command path's back: reload by hand
     await app.prices.current()
 

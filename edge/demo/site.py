@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,8 @@ from drivers.rfid.r2000.simulator import R2000Simulator
 from drivers.temperature import RegisterMap
 from drivers.temperature.simulator import ModbusTemperatureSimulator
 from edge.config.models import EdgeConfig
+from edge.db import Transaction
+from edge.db.tables import Price, Product
 
 # Well-known on purpose: the demo runs on loopback with simulated hardware only.
 KIOSK_TOKEN = "demo-kiosk-token"  # noqa: S105
@@ -38,6 +41,23 @@ DEMO_PRODUCTS = [
     ("06901234567861", "蒙牛纯牛奶 250ml", 450),
     ("06901234567854", "奥利奥饼干 97g", 890),
 ]
+
+
+def add_demo_catalog(tx: Transaction, since: datetime) -> None:
+    """The demo products, each with one price version in force from ``since``."""
+    for gtin, name, price in DEMO_PRODUCTS:
+        tx.session.add(Product(gtin=gtin, name=name, updated_at=since))
+        tx.session.flush()
+        tx.session.add(
+            Price(
+                gtin=gtin,
+                version=1,
+                amount=price,
+                currency="CNY",
+                effective_at=since,
+                updated_at=since,
+            )
+        )
 
 
 @dataclass

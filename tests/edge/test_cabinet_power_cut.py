@@ -18,10 +18,9 @@ import yaml
 
 from edge.clock import Clock
 from edge.config import load_config
-from edge.db import Database, Transaction
+from edge.db import Database
 from edge.db.migrate import upgrade_to_head
-from edge.db.tables import Price, Product
-from edge.demo.site import DEMO_PRODUCTS, SimulatedSite
+from edge.demo.site import DEMO_PRODUCTS, SimulatedSite, add_demo_catalog
 from tests.edge.test_power_cut import (
     KIOSK,
     OPERATOR,
@@ -55,22 +54,7 @@ async def edge_config(site: SimulatedSite, tmp_path: Path) -> Path:
     upgrade_to_head(db.engine)
     since = Clock().now() - timedelta(hours=1)
 
-    def work(tx: Transaction) -> None:
-        for gtin, name, price in DEMO_PRODUCTS:
-            tx.session.add(Product(gtin=gtin, name=name, updated_at=since))
-            tx.session.flush()
-            tx.session.add(
-                Price(
-                    gtin=gtin,
-                    version=1,
-                    amount=price,
-                    currency="CNY",
-                    effective_at=since,
-                    updated_at=since,
-                )
-            )
-
-    db.transact_sync(work)
+    db.transact_sync(lambda tx: add_demo_catalog(tx, since))
     db.close()
     path = tmp_path / "edge.yaml"
     path.write_text(yaml.safe_dump(config_document(config), sort_keys=False), encoding="utf-8")

@@ -19,7 +19,7 @@ from edge.api.app import create_api
 from edge.app import EdgeApp
 from edge.clock import ManualClock
 from edge.db import Transaction
-from edge.db.tables import OrderLine, Price, Product, SalesOrder
+from edge.db.tables import OrderLine, Price, SalesOrder
 from edge.demo.site import (
     CABINET_BOARD,
     CABINET_LOCK,
@@ -27,6 +27,7 @@ from edge.demo.site import (
     KIOSK_TOKEN,
     OPERATOR_TOKEN,
     SimulatedSite,
+    add_demo_catalog,
 )
 from edge.outbox.store import Envelope
 
@@ -64,22 +65,7 @@ async def seed_catalog(app: EdgeApp, clock: ManualClock) -> None:
     """Products and one price version each, effective an hour before the test starts."""
     since = clock.now() - timedelta(hours=1)
 
-    def work(tx: Transaction) -> None:
-        for gtin, name, price in DEMO_PRODUCTS:
-            tx.session.add(Product(gtin=gtin, name=name, updated_at=since))
-            tx.session.flush()
-            tx.session.add(
-                Price(
-                    gtin=gtin,
-                    version=1,
-                    amount=price,
-                    currency="CNY",
-                    effective_at=since,
-                    updated_at=since,
-                )
-            )
-
-    await app.db.transact(work)
+    await app.db.transact(lambda tx: add_demo_catalog(tx, since))
     app.prices.changed()  # written behind the command path's back: reload by hand
     await app.prices.current()
 
