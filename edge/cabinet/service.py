@@ -886,13 +886,17 @@ class CabinetService:
                     },
                 )
 
-            await self.db.transact(work)
+            # Out of the in-memory stock before the alarm is announced; back in if it is not.
+            gtins = {epc: cab.stock.pop(epc, None) for epc in missing}
+            try:
+                await self.db.transact(work)
+            except BaseException:
+                cab.stock.update(gtins)
+                raise
             log.warning(
                 "tags left a closed cabinet",
                 extra={"cabinet": cab.id, "count": len(missing), "epcs": missing[:20]},
             )
-            for epc in missing:
-                cab.stock.pop(epc, None)
         finally:
             cab.alarm_pending = False
 
@@ -905,9 +909,14 @@ class CabinetService:
                 self._write_stock(tx, cab, present, now)
                 tx.emit("inventory.snapshot", self._snapshot_data(cab, present, "initial"))
 
-            await self.db.transact(work)
+            # The stock is in memory before the snapshot is announced; undone if not committed.
             cab.stock = {epc: decode_epc(epc).gtin for epc in present}
             cab.stocked = True
+            try:
+                await self.db.transact(work)
+            except BaseException:
+                cab.stock, cab.stocked = {}, False
+                raise
             cab.last_snapshot = self.clock.monotonic()
         finally:
             cab.alarm_pending = False
