@@ -10,9 +10,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 
-from drivers.pty import PseudoSerialPort
-
 from ..field import TagField
+from ..simulated import SimulatedReaderPort
 from . import protocol as p
 
 log = logging.getLogger(__name__)
@@ -28,7 +27,7 @@ DEFAULT_INFO = p.ReaderInfo(
 )
 
 
-class ChafonSimulator:
+class ChafonSimulator(SimulatedReaderPort):
     """One UHFReader18 at ``address``; answers commands addressed to it or to 0xFF."""
 
     def __init__(
@@ -52,44 +51,19 @@ class ChafonSimulator:
         """Longest frame sent, in bytes; larger populations are split over 0x03 frames."""
         self.final_status = final_status
         """Status of the frame that ends an inventory: 0x01, 0x02 or 0x04."""
-        self.silent = False
-        """Stop answering (requests are still recorded)."""
-        self.received: list[bytes] = []
-        """Every well-formed request frame, in order."""
-        self.sent: list[bytes] = []
-        """Every write to the line, as written."""
         self.corrupted = 0
         """Inventory frames that crossed the line with a flipped bit (``TagField.misread_rate``)."""
         self.inventories = 0
         self._fail: list[int] = []
         self._parser = p.ChafonParser(min_length=p.REQUEST_MIN_LEN, address=address)
-        self._pty = PseudoSerialPort(self._on_data, link)
+        super().__init__(link)
 
-    # -- lifecycle -----------------------------------------------------------------------------
+    # -- lifecycle -------------------------------------------------------------------------------
 
-    def open(self) -> str:
-        return self._pty.open()
-
-    def close(self) -> None:
-        self._pty.close()
-
-    def unplug(self) -> None:
+    def _reset_line(self) -> None:
         self._parser.clear()
-        self._pty.unplug()
-
-    def replug(self) -> str:
-        self._parser.clear()
-        return self._pty.replug()
-
-    @property
-    def path(self) -> str:
-        return self._pty.path
 
     # -- faults ----------------------------------------------------------------------------------
-
-    def inject(self, data: bytes) -> None:
-        """Raw bytes onto the line now (line noise, a stray frame)."""
-        self._write(data)
 
     def fail_next(self, code: int = p.STATUS_ANTENNA_ERROR) -> None:
         """Answer the next command with this status and no data."""
@@ -144,8 +118,3 @@ class ChafonSimulator:
 
     def _reply(self, cmd: int, status: int, data: bytes = b"") -> None:
         self._write(p.encode_reply(self.address, cmd, status, data))
-
-    def _write(self, data: bytes) -> None:
-        if self._pty.plugged:
-            self.sent.append(data)
-        self._pty.write(data)

@@ -11,9 +11,8 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from drivers.pty import PseudoSerialPort
-
 from ..field import SimTag, TagField
+from ..simulated import SimulatedReaderPort
 from . import protocol as p
 
 log = logging.getLogger(__name__)
@@ -25,7 +24,7 @@ DEFAULT_INFO = {
 }
 
 
-class M100Simulator:
+class M100Simulator(SimulatedReaderPort):
     def __init__(
         self,
         field: TagField,
@@ -43,12 +42,6 @@ class M100Simulator:
         """dBm * 100, as on the wire."""
         self.region = p.REGION_EU
         self.poll_interval = poll_interval
-        self.silent = False
-        """Stop answering (requests are still recorded)."""
-        self.received: list[bytes] = []
-        """Every well-formed request frame, in order."""
-        self.sent: list[bytes] = []
-        """Every write to the line, as written."""
         self.corrupted = 0
         """Notifications that crossed the line with a flipped bit (``TagField.misread_rate``)."""
         self.polls = 0
@@ -56,39 +49,19 @@ class M100Simulator:
         self._multi: asyncio.TimerHandle | None = None
         self._multi_left = 0
         self._parser = p.M100Parser()
-        self._pty = PseudoSerialPort(self._on_data, link)
+        super().__init__(link)
 
-    # -- lifecycle -----------------------------------------------------------------------------
+    # -- lifecycle -------------------------------------------------------------------------------
 
-    def open(self) -> str:
-        return self._pty.open()
-
-    def close(self) -> None:
-        self._stop_multi()
-        self._pty.close()
-
-    def unplug(self) -> None:
+    def _reset_line(self) -> None:
         self._stop_multi()
         self._parser.clear()
-        self._pty.unplug()
-
-    def replug(self) -> str:
-        self._parser.clear()
-        return self._pty.replug()
-
-    @property
-    def path(self) -> str:
-        return self._pty.path
 
     @property
     def multi_polling(self) -> bool:
         return self._multi is not None
 
     # -- faults ----------------------------------------------------------------------------------
-
-    def inject(self, data: bytes) -> None:
-        """Raw bytes onto the line now (line noise, a stray frame)."""
-        self._write(data)
 
     def fail_next(self, code: int = p.ERROR_COMMAND) -> None:
         """Answer the next command with ``BB 01 FF 00 01 code CS 7E``."""
@@ -169,8 +142,3 @@ class M100Simulator:
             self._multi.cancel()
             self._multi = None
         self._multi_left = 0
-
-    def _write(self, data: bytes) -> None:
-        if self._pty.plugged:
-            self.sent.append(data)
-        self._pty.write(data)

@@ -19,9 +19,9 @@ import logging
 import os
 import random
 
-from drivers.pty import PseudoSerialPort
 from drivers.rfid.field import SimTag, TagField
 from drivers.rfid.reader import TagRead
+from drivers.rfid.simulated import SimulatedReaderPort
 
 from . import protocol as p
 from .protocol import R2000Frame, R2000Parser
@@ -40,7 +40,7 @@ def rssi_byte(dbm: int) -> int:
     return max(0, min(0x7F, dbm + 129))
 
 
-class R2000Simulator:
+class R2000Simulator(SimulatedReaderPort):
     def __init__(
         self,
         field: TagField,
@@ -63,12 +63,6 @@ class R2000Simulator:
         """Bytes of line noise (never 0xA0) written after every tag frame of a round."""
         self.read_rate = read_rate
         """Reported in the 7-byte end-of-round frame."""
-        self.silent = False
-        """Receive and record requests, answer nothing (a round in progress stops too)."""
-        self.received: list[bytes] = []
-        """Every well-formed request frame, as received (whatever its address)."""
-        self.sent: list[bytes] = []
-        """Every reply frame written, uncorrupted, in order (not noise or injected bytes)."""
         self.work_antenna = 1
         self.power_dbm = 30
         self.resets = 0
@@ -79,39 +73,19 @@ class R2000Simulator:
         self._hop = 0
         self._rounds: set[asyncio.Task[None]] = set()
         self._parser = R2000Parser(self._tag_shaped_request, self._on_request, self._bad_request)
-        self._pty = PseudoSerialPort(self._on_data, link)
+        super().__init__(link)
 
-    # -- lifecycle ---------------------------------------------------------------------------
+    # -- lifecycle -----------------------------------------------------------------------------
 
-    def open(self) -> str:
-        return self._pty.open()
-
-    @property
-    def path(self) -> str:
-        return self._pty.path
-
-    def close(self) -> None:
-        self._stop_rounds()
-        self._pty.close()
-
-    def unplug(self) -> None:
+    def _reset_line(self) -> None:
         self._stop_rounds()
         self._parser.reset()
-        self._pty.unplug()
-
-    def replug(self) -> str:
-        self.unplug()
-        return self._pty.open()
 
     # -- faults ------------------------------------------------------------------------------
 
     def fail_next(self, code: int = p.FAIL, cmd: int | None = None) -> None:
         """Answer the next command (the next ``cmd`` if given) with this status code instead."""
         self._fail_next = (code, cmd)
-
-    def inject(self, data: bytes) -> None:
-        """Raw bytes onto the line, now."""
-        self._pty.write(data)
 
     # -- requests ----------------------------------------------------------------------------
 
