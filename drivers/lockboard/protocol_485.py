@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from functools import reduce
 
-from .common import StreamBuffer
+from drivers.stream import StreamBuffer
 
 HEAD_QUERY = 0x80
 HEAD_REPORT = 0x82

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .common import StreamBuffer
+from drivers.stream import StreamBuffer
 
 STX = 0x02
 ETX = 0x03

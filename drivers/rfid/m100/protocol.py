@@ -14,6 +14,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+from drivers.stream import StreamBuffer
+
 START = 0xBB
 END = 0x7E
 
@@ -213,7 +215,7 @@ _INCOMPLETE = 0
 _INVALID = -1
 
 
-class M100Parser:
+class M100Parser(StreamBuffer):
     """Turns a byte stream into frames.
 
     Frames start at 0xBB and are measured by PL. Bytes before a 0xBB are garbage. A candidate
@@ -224,24 +226,6 @@ class M100Parser:
     buffer (its PL was damaged): it is reported as corrupt up to the next 0xBB. So a real frame
     is never skipped and a bad PL never stalls the line.
     """
-
-    def __init__(
-        self,
-        on_corrupt: Callable[[bytes], None] | None = None,
-        on_garbage: Callable[[bytes], None] | None = None,
-    ) -> None:
-        self._buf = bytearray()
-        self._on_corrupt = on_corrupt
-        self._on_garbage = on_garbage
-
-    @property
-    def pending(self) -> bytes:
-        return bytes(self._buf)
-
-    def clear(self) -> bytes:
-        dropped = bytes(self._buf)
-        self._buf.clear()
-        return dropped
 
     def feed(self, data: bytes) -> list[Frame]:
         self._buf += data
