@@ -156,8 +156,7 @@ def create_api(edge: EdgeApp) -> FastAPI:
             edge.metrics.rfid_timeouts.labels(name).set(reader.metrics.timeouts)
         for cab in edge.cabinets.cabinets.values():
             edge.metrics.cabinet_items.labels(cab.id).set(len(cab.stock))
-            ready = cab.reader_available and cab.inventory.ready and cab.session_id is None
-            edge.metrics.cabinet_ready.labels(cab.id).set(1 if ready else 0)
+            edge.metrics.cabinet_ready.labels(cab.id).set(1 if cab.open_for_shoppers else 0)
             edge.metrics.cabinet_held.labels(cab.id).set(1 if cab.held else 0)
         if edge.cabinets.settle_times:
             edge.metrics.cabinet_counting.set(edge.cabinets.settle_times[-1][0])

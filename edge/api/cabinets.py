@@ -71,11 +71,7 @@ def cabinet_kiosk_routes(edge: EdgeApp) -> APIRouter:
             CabinetOut(
                 id=cab.id,
                 name=cab.config.name,
-                available=cab.config.enabled
-                and cab.reader_available
-                and cab.inventory.ready
-                and cab.session_id is None
-                and not cab.door_open,
+                available=cab.open_for_shoppers,
                 reader_available=cab.reader_available,
                 door_open=cab.door_open,
                 session_id=cab.session_id,

@@ -16,7 +16,6 @@ class CabinetInventory:
     def __init__(self, cabinet_id: str, presence: PresenceConfig) -> None:
         self.cabinet_id = cabinet_id
         self.tracker = PresenceTracker(presence.k, presence.m)
-        self.reads = 0
         self.last_round_at: float | None = None
         """time.monotonic() of the last round; a reader that answers but completes no rounds
         (an antenna refused) leaves this behind."""

@@ -115,6 +115,17 @@ class Cabinet:
     def id(self) -> str:
         return self.config.id
 
+    @property
+    def open_for_shoppers(self) -> bool:
+        """A session could start now (``start_session`` says why not, when not)."""
+        return (
+            self.config.enabled
+            and self.session_id is None
+            and self.reader_available
+            and self.inventory.counted_within(self.config.settle.timeout_s)
+            and not self.door_open
+        )
+
 
 @dataclass(frozen=True)
 class SessionView:
