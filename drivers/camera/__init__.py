@@ -1,0 +1,24 @@
+"""Cameras (V4L2 devices, RTSP/HTTP streams, video files) and codes read from their frames.
+
+:class:`Camera` keeps the latest frame of one source, with a watchdog that reopens a stalled
+camera; :class:`CodeReader` decodes QR codes and barcodes in a frame; :mod:`.simulator` is an
+MJPEG IP camera on loopback for tests and demos.
+"""
+
+from .codes import CodeReader, DecodedCode
+from .errors import CameraError, CameraOpenError, CameraStreamError, CameraTimeout
+from .settings import CameraSettings
+from .source import Camera, CameraMetrics, Frame
+
+__all__ = [
+    "Camera",
+    "CameraError",
+    "CameraMetrics",
+    "CameraOpenError",
+    "CameraSettings",
+    "CameraStreamError",
+    "CameraTimeout",
+    "CodeReader",
+    "DecodedCode",
+    "Frame",
+]
