@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Coroutine
 from functools import partial
+from typing import Any
 
 import uvicorn
 
@@ -24,6 +26,7 @@ from edge.config.models import EdgeConfig
 from edge.db import Database
 from edge.db.migrate import upgrade_to_head
 from edge.devices.health import DeviceHealth
+from edge.facepay.service import FacePayService
 from edge.hardware.locks import LockController
 from edge.hardware.rfid import ReaderHub
 from edge.lockers.commands import register_locker_commands
@@ -82,6 +85,7 @@ class EdgeApp:
         self.sync = self._build_sync(config) if config.mqtt is not None else None
         if self.sync is not None:
             register_sync_commands(self.commands, self.db, self.sync.uplink)
+        self.facepay = self._build_facepay(config) if config.facepay is not None else None
         self.supervisor = Supervisor()
         self.http: uvicorn.Server | None = None
         self._http_task: asyncio.Task[None] | None = None
@@ -116,6 +120,51 @@ class EdgeApp:
         self.db.add_event_listener(lambda _events: engine.snapshot_changed())
         return engine
 
+    def _build_facepay(self, config: EdgeConfig) -> FacePayService:
+        assert config.facepay is not None
+        sync = self.sync
+        service = FacePayService(
+            config.facepay,
+            self.db,
+            self.db.clock,
+            config.data_dir.expanduser(),
+            # Without a broker configured, upstream is never reachable: offline limits apply.
+            sync.state.down_for if sync is not None else lambda: float("inf"),
+            code_attempts=config.lockers.code_attempts,
+        )
+        service.members.register_commands(self.commands)
+        for terminal in service.terminals.values():
+            for camera in (terminal.camera, terminal.nir):
+                if camera is not None:
+                    self.health.register(camera.name, "camera")
+        service.camera_listener = self._camera_availability
+        self.db.add_event_listener(self._facepay_events)
+        return service
+
+    def _facepay_events(self, events: list[Envelope]) -> None:
+        assert self.facepay is not None
+        enrolled = [str(e.data["member_id"]) for e in events if e.type == "member.enrolled"]
+        if enrolled:
+            self._spawn_check(self.facepay.members.refresh(enrolled))
+        if any(e.type == "member.removed" for e in events):
+            self._spawn_check(self.db.checkpoint())  # the erased template leaves the WAL too
+        face_orders = [
+            e
+            for e in events
+            if e.type == "order.created" and e.data.get("payment", {}).get("method") == "face"
+        ]
+        if face_orders and not self._stopping:
+            self._spawn_check(self.facepay.decide_pending_payments())
+
+    def _spawn_check(self, work: Coroutine[Any, Any, object]) -> None:
+        task: asyncio.Task[object] = asyncio.ensure_future(work)
+        self._checks.add(task)
+        task.add_done_callback(self._checks.discard)
+
+    def _camera_availability(self, camera: str, available: bool, reason: str | None) -> None:
+        if not self._stopping:
+            self.health.set(camera, available, reason)
+
     def _catalog_changed(self, events: list[Envelope]) -> None:
         if any(event.type == "catalog.updated" for event in events):
             self.prices.changed()
@@ -124,6 +173,8 @@ class EdgeApp:
         self.lockers.sync_from_config()
         self.prices.load_sync()
         self.cabinets.load()
+        if self.facepay is not None:
+            self.facepay.load()
         interrupted = await self.lockers.recover_interrupted()
         if interrupted:
             log.warning(
@@ -148,6 +199,9 @@ class EdgeApp:
             self.supervisor.start("inventory-snapshots", self.cabinets.snapshot_forever)
         await self.commands.recover()  # commands a crash cut short: answered, never re-run
         await self.cabinets.recover()  # sessions a crash cut short: settled from a fresh count
+        if self.facepay is not None:
+            await self.facepay.start()
+            await self.facepay.decide_pending_payments()  # orders a crash left undecided
         await self.keeper.check()
         self.supervisor.start("outbox-retention", self.keeper.run_forever)
         self.supervisor.start("command-receipts", self._prune_receipts_forever)
@@ -256,6 +310,8 @@ class EdgeApp:
         await self.supervisor.stop()
         await self.lockers.close()
         await self.cabinets.close()
+        if self.facepay is not None:
+            await self.facepay.close()
         await self.readers.close()
         await self.locks.close()
         await self.temperature.close()

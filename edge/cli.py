@@ -89,8 +89,32 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_command_parsers(commands)  # edge keys ..., edge command ...
 
+    models = commands.add_parser("models", help="face recognition models")
+    models.set_defaults(handler=_help_of(models))
+    model_commands = models.add_subparsers(title="models commands", metavar="COMMAND")
+    prepare = model_commands.add_parser(
+        "prepare",
+        help="verify, repair and cache the face models (once per install; run may do it too)",
+    )
+    where = prepare.add_mutually_exclusive_group()
+    where.add_argument("--config", type=Path, metavar="PATH", help="use facepay.models.cache_dir")
+    where.add_argument("--cache-dir", type=Path, metavar="DIR", help="prepare into this folder")
+    prepare.add_argument("--force", action="store_true", help="prepare again even if cached")
+    prepare.set_defaults(handler=cmd_models_prepare)
+
+    facepay = commands.add_parser("facepay", help="face payment tools")
+    facepay.set_defaults(handler=_help_of(facepay))
+    facepay_commands = facepay.add_subparsers(title="facepay commands", metavar="COMMAND")
+    keygen = facepay_commands.add_parser(
+        "keygen", help="write a new template key file (mode 0600) for facepay.template_key_file"
+    )
+    keygen.add_argument("path", type=Path, metavar="PATH")
+    keygen.set_defaults(handler=cmd_facepay_keygen)
+
     bench = commands.add_parser("bench", help="run a benchmark; the last line is JSON")
-    bench.add_argument("name", choices=["locker", "sync", "fleet", "rfid"], help="which benchmark")
+    bench.add_argument(
+        "name", choices=["locker", "sync", "fleet", "rfid", "facepay"], help="which benchmark"
+    )
     bench.add_argument("--cycles", type=int, default=1000, help="locker: deposit+pickup cycles")
     bench.add_argument(
         "--events", type=int, default=100_000, help="sync: events enqueued and drained per round"
@@ -101,6 +125,13 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--sites", type=int, default=200, help="fleet: site engines to run")
     bench.add_argument(
         "--sessions", type=int, default=30, help="rfid: cabinet sessions of 500 items to settle"
+    )
+    bench.add_argument("--frames", type=int, default=200, help="facepay: frames per gallery size")
+    bench.add_argument(
+        "--search-members",
+        type=int,
+        default=1_000_000,
+        help="facepay: gallery size of the 1:N search and faiss comparison",
     )
     bench.set_defaults(handler=cmd_bench)
     return parser
@@ -175,6 +206,34 @@ async def _run(config: EdgeConfig) -> None:
     await run_until_signalled(app, stop)
 
 
+def cmd_models_prepare(args: argparse.Namespace) -> int:
+    from models.prepare import prepare_models
+
+    if args.config is not None:
+        config = load_config(args.config)
+        if config.facepay is None:
+            print("edge: the configuration has no facepay section", file=sys.stderr)
+            return EXIT_INVALID
+        cache_dir = config.resolve(config.facepay.models.cache_dir)
+    else:
+        cache_dir = args.cache_dir or Path("models-cache")
+    prepared = prepare_models(cache_dir, force=args.force, progress=print)
+    for model in prepared.values():
+        print(f"{model.name}: {model.path} (sha256 {model.prepared_sha256[:16]}…)")
+    return EXIT_OK
+
+
+def cmd_facepay_keygen(args: argparse.Namespace) -> int:
+    from edge.facepay.templates import write_key_file
+
+    key_id = write_key_file(args.path)
+    print(
+        f"wrote template key {key_id} to {args.path} (mode 0600); keep a backup: "
+        "templates sealed with it cannot be opened without it"
+    )
+    return EXIT_OK
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from edge.demo.run import run_demo
 
@@ -194,6 +253,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
         from edge.bench.rfid import run_rfid_bench
 
         return asyncio.run(run_rfid_bench(args.sessions))
+    if args.name == "facepay":
+        from edge.bench.facepay import run_facepay_bench
+
+        return run_facepay_bench(args.frames, args.search_members)
     from edge.bench.locker import run_locker_bench
 
     return asyncio.run(run_locker_bench(args.cycles))

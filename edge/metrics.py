@@ -6,6 +6,9 @@ health) are read fresh at each scrape, so they can never drift from the database
 
 from __future__ import annotations
 
+import statistics
+from typing import TYPE_CHECKING
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from sqlalchemy import func
 from sqlmodel import Session, select
@@ -16,6 +19,9 @@ from edge.outbox.cursor import position as outbox_position
 from edge.outbox.retention import OutboxKeeper
 from edge.outbox.store import Envelope
 from edge.sync.engine import SyncEngine
+
+if TYPE_CHECKING:
+    from edge.facepay.service import FacePayService
 
 
 class Metrics:
@@ -85,6 +91,32 @@ class Metrics:
             registry=r,
         )
 
+        self.facepay_members = Gauge(
+            "edge_facepay_members", "Members in the face gallery", registry=r
+        )
+        self.facepay_checks = Gauge(
+            "edge_facepay_checks",
+            "Finished face checks since start, by outcome (verified or the failure reason)",
+            ["outcome"],
+            registry=r,
+        )
+        self.facepay_payments = Gauge(
+            "edge_facepay_payments",
+            "Face payments decided since start",
+            ["decision", "mode"],
+            registry=r,
+        )
+        self.facepay_offline = Gauge(
+            "edge_facepay_offline",
+            "1 while face payments are decided under the offline limits",
+            registry=r,
+        )
+        self.facepay_frame_ms = Gauge(
+            "edge_facepay_frame_milliseconds",
+            "Median recognition time per frame in the last face check",
+            registry=r,
+        )
+
         self.sync_connected = Gauge(
             "edge_sync_connected", "1 while connected to the upstream broker", registry=r
         )
@@ -141,6 +173,19 @@ class Metrics:
         self.sync_published.set(stats.events)
         self.outbox_acked_seq.set(stats.acked_seq)
         self.outbox_last_seq.set(stats.last_seq)
+
+    def read_facepay(self, facepay: FacePayService | None) -> None:
+        if facepay is None:
+            return
+        self.facepay_members.set(len(facepay.gallery))
+        for outcome, count in facepay.outcomes.items():
+            self.facepay_checks.labels(outcome).set(count)
+        for key, count in facepay.payments.decided.items():
+            decision, _, mode = key.partition(":")
+            self.facepay_payments.labels(decision, mode).set(count)
+        self.facepay_offline.set(1 if facepay.payments.upstream_unreachable() else 0)
+        if facepay.last_frame_ms:
+            self.facepay_frame_ms.set(statistics.median(facepay.last_frame_ms))
 
     def read_commands(self, dispatcher: CommandDispatcher) -> None:
         self.commands.labels("ok", "").set(dispatcher.accepted)

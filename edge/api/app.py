@@ -12,6 +12,7 @@ from sqlmodel import Session, col, select
 
 from edge.api.auth import Courier, Operator, Terminal
 from edge.api.cabinets import cabinet_kiosk_routes, cabinet_operator_routes
+from edge.api.facepay import facepay_kiosk_routes, facepay_operator_routes
 from edge.api.schemas import (
     CompartmentOut,
     CourierLogin,
@@ -31,6 +32,7 @@ from edge.api.schemas import (
 )
 from edge.cabinet.errors import CabinetError
 from edge.db.tables import Compartment, OutboxEvent, Parcel
+from edge.facepay.service import FacePayError
 from edge.lockers.errors import LockerError
 from edge.lockers.service import OpenedDoor
 from edge.lockers.states import CompartmentState
@@ -112,6 +114,12 @@ def create_api(edge: EdgeApp) -> FastAPI:
             content={"error": {"code": exc.code, "message": exc.message, "details": exc.details}},
         )
 
+    @api.exception_handler(FacePayError)
+    async def facepay_error(_request: Request, exc: FacePayError) -> JSONResponse:
+        return JSONResponse(
+            status_code=exc.status, content={"error": {"code": exc.code, "message": exc.message}}
+        )
+
     api.include_router(kiosk_routes(edge), prefix="/api/v1/kiosk", tags=["kiosk"])
     api.include_router(operator_routes(edge), prefix="/api/v1", tags=["operator"])
     api.include_router(
@@ -119,6 +127,12 @@ def create_api(edge: EdgeApp) -> FastAPI:
     )
     api.include_router(
         cabinet_operator_routes(edge), prefix="/api/v1", tags=["operator"], responses=ERRORS
+    )
+    api.include_router(
+        facepay_kiosk_routes(edge), prefix="/api/v1/kiosk", tags=["kiosk"], responses=ERRORS
+    )
+    api.include_router(
+        facepay_operator_routes(edge), prefix="/api/v1", tags=["operator"], responses=ERRORS
     )
 
     @api.get("/api/v1/health", tags=["health"])
@@ -162,6 +176,7 @@ def create_api(edge: EdgeApp) -> FastAPI:
             edge.metrics.cabinet_counting.set(edge.cabinets.settle_times[-1][0])
         edge.metrics.read_sync(edge.sync, edge.keeper)
         edge.metrics.read_commands(edge.commands)
+        edge.metrics.read_facepay(edge.facepay)
         return Response(edge.metrics.render(), media_type="text/plain; version=0.0.4")
 
     return api

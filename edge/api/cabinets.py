@@ -6,20 +6,33 @@ from dataclasses import asdict
 from typing import TYPE_CHECKING, Any, Literal
 
 from fastapi import APIRouter
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
+from sqlalchemy.exc import IntegrityError
 
 from edge.api.auth import Operator, Terminal
 from edge.cabinet.errors import UnknownCabinet
 from edge.cabinet.service import SessionKind, SessionView
+from edge.facepay.service import FacePayError, FacePayService
 
 if TYPE_CHECKING:
     from edge.app import EdgeApp
 
 
 class CabinetSessionRequest(BaseModel):
-    member_id: str = Field(min_length=1, max_length=64)
-    """The shopper, as identified by face payment or a member QR code."""
     member_source: Literal["face", "qr"]
+    member_id: str | None = Field(default=None, min_length=1, max_length=64)
+    """``qr``: the member the scanned code names. ``face``: not given (the check says who)."""
+    face_check_id: str | None = Field(default=None, min_length=1, max_length=64)
+    """``face``: a verified face check of this kiosk, used once."""
+
+    @model_validator(mode="after")
+    def _identity(self) -> CabinetSessionRequest:
+        if self.member_source == "face":
+            if self.face_check_id is None or self.member_id is not None:
+                raise ValueError("a face purchase names face_check_id, not member_id")
+        elif self.member_id is None:
+            raise ValueError("a qr purchase names member_id")
+        return self
 
 
 class RestockRequest(BaseModel):
@@ -61,6 +74,12 @@ def _out(view: SessionView) -> CabinetSessionOut:
     return CabinetSessionOut(**asdict(view))
 
 
+def _facepay(edge: EdgeApp) -> FacePayService:
+    if edge.facepay is None:
+        raise FacePayError("facepay_disabled", "Face payment is not set up at this site.", 503)
+    return edge.facepay
+
+
 def cabinet_kiosk_routes(edge: EdgeApp) -> APIRouter:
     router = APIRouter()
     service = edge.cabinets
@@ -86,13 +105,29 @@ def cabinet_kiosk_routes(edge: EdgeApp) -> APIRouter:
         cabinet_id: str, body: CabinetSessionRequest, terminal: Terminal
     ) -> CabinetSessionOut:
         """Unlock the cabinet for an identified shopper; charged for what they take."""
-        view = await service.start_session(
-            cabinet_id,
-            kind=SessionKind.PURCHASE,
-            actor=f"terminal:{terminal}",
-            member_id=body.member_id,
-            member_source=body.member_source,
-        )
+        member_id = body.member_id
+        verification_id = None
+        evidence = None
+        if body.face_check_id is not None:
+            facepay = _facepay(edge)
+            verified, evidence = facepay.verified(body.face_check_id, terminal)
+            member_id, verification_id = verified.member_id, verified.id
+        try:
+            view = await service.start_session(
+                cabinet_id,
+                kind=SessionKind.PURCHASE,
+                actor=f"terminal:{terminal}",
+                member_id=member_id,
+                member_source=body.member_source,
+                verification_id=verification_id,
+                evidence=evidence,
+            )
+        except IntegrityError as exc:
+            if verification_id is None:
+                raise
+            raise FacePayError("verification_used", "This face check was already used.") from exc
+        if body.face_check_id is not None:
+            _facepay(edge).consume(body.face_check_id)
         return _out(view)
 
     @router.get("/cabinet-sessions/{session_id}")

@@ -84,6 +84,7 @@ class Live:
     before: frozenset[str]
     created_at: datetime
     opened_at: datetime | None = None
+    verification_id: str | None = None
     timings: dict[str, float] = field(default_factory=dict)
     """perf_counter() marks: ``closed`` (door seen shut), ``counted`` (the last settle round),
     ``committed`` (order committed). Door-close to order minus the rounds is what we control."""
@@ -228,7 +229,11 @@ class CabinetService:
         actor: str,
         member_id: str | None = None,
         member_source: str | None = None,
+        verification_id: str | None = None,
+        evidence: Callable[[Transaction, str], None] | None = None,
     ) -> SessionView:
+        """Commit the session, then unlock. ``evidence`` writes, in the session's transaction,
+        what identified the shopper (a face verification claimed by this session's id)."""
         cab = self._cabinet(cabinet_id)
         if self._stopping:
             raise ShuttingDown("The controller is stopping.")
@@ -263,6 +268,7 @@ class CabinetService:
             actor=actor,
             before=cab.inventory.present,
             created_at=now,
+            verification_id=verification_id,
         )
         cab.session_id = live.id  # taken before the first await: one session per cabinet
 
@@ -281,9 +287,12 @@ class CabinetService:
                     actor=actor,
                     created_at=now,
                     before=sorted(live.before),
+                    verification_id=verification_id,
                     updated_at=now,
                 )
             )
+            if evidence is not None:
+                evidence(tx, live.id)
             tx.emit(
                 "cabinet.session_started",
                 {
@@ -680,6 +689,7 @@ class CabinetService:
                 currency=result.currency,
                 state="pending",
                 created_at=now,
+                verification_id=live.verification_id,
             )
         )
         tx.emit(
@@ -1050,6 +1060,7 @@ def _live(row: CabinetSession) -> Live:
         before=frozenset(row.before),
         created_at=_utc(row.created_at),
         opened_at=_utc(row.door_opened_at) if row.door_opened_at else None,
+        verification_id=row.verification_id,
     )
 
 

@@ -262,6 +262,7 @@ def cross_check(config: EdgeConfig) -> Iterator[tuple[PathParts, str]]:
                 yield ("temperature_sensors", i, "compartments", j), f"no compartment {comp_id!r}"
 
     yield from _check_cabinets(config, ports, buses, seen_locks)
+    yield from _check_facepay(config)
 
     id_lists: dict[PathParts, list[str]] = {
         ("kiosks",): [kiosk.id for kiosk in config.kiosks],
@@ -272,6 +273,19 @@ def cross_check(config: EdgeConfig) -> Iterator[tuple[PathParts, str]]:
         for i, item_id in enumerate(ids):
             if item_id in ids[:i]:
                 yield (*section, i, "id"), f"id {item_id!r} is used twice"
+
+
+def _check_facepay(config: EdgeConfig) -> Iterator[tuple[PathParts, str]]:
+    if config.facepay is None:
+        return
+    kiosks = {kiosk.id for kiosk in config.kiosks}
+    for i, terminal in enumerate(config.facepay.terminals):
+        # A kiosk drives its own camera and claims only its own face checks.
+        if terminal.id not in kiosks:
+            yield (
+                ("facepay", "terminals", i, "id"),
+                f"no kiosk with id {terminal.id!r} under kiosks (a face terminal is a kiosk)",
+            )
 
 
 def _check_cabinets(

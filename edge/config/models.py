@@ -13,6 +13,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from edge.config.cabinets import CabinetConfig, RfidReaderConfig
+from edge.config.facepay import FacePayConfig
 from edge.config.sync import CommandsConfig, MqttConfig, OutboxConfig
 from edge.config.types import Bit, Secret, StopBits, Strict
 
@@ -194,6 +195,8 @@ class EdgeConfig(Strict):
     lockers: LockersConfig = LockersConfig()
     rfid_readers: list[RfidReaderConfig] = Field(default_factory=list)
     cabinets: list[CabinetConfig] = Field(default_factory=list)
+    facepay: FacePayConfig | None = None
+    """Face payment; without it shoppers identify by member QR code only."""
     mqtt: MqttConfig | None = None
     """The upstream broker; without it the site runs alone and events wait in the outbox."""
     commands: CommandsConfig = CommandsConfig()
@@ -201,5 +204,9 @@ class EdgeConfig(Strict):
 
     @property
     def database_path(self) -> Path:
-        path = self.database.path.expanduser()
+        return self.resolve(self.database.path)
+
+    def resolve(self, path: Path) -> Path:
+        """A configured path: relative ones are inside ``data_dir``."""
+        path = path.expanduser()
         return path if path.is_absolute() else self.data_dir.expanduser() / path

@@ -41,6 +41,9 @@ def create_sqlite_engine(path: Path) -> Engine:
         # FULL: a committed transaction survives a power cut, not only a process crash.
         cursor.execute("PRAGMA synchronous=FULL")
         cursor.execute("PRAGMA busy_timeout=30000")
+        # Deleted rows are overwritten, not left in free pages: an erased face template is gone
+        # from the file once the WAL is checkpointed (``Database.checkpoint``).
+        cursor.execute("PRAGMA secure_delete=ON")
         cursor.close()
 
     @event.listens_for(engine, "begin")
@@ -130,6 +133,15 @@ class Database:
     def _read(self, work: Callable[[Session], T]) -> T:
         with Session(self.engine, expire_on_commit=False) as session:
             return work(session)
+
+    async def checkpoint(self) -> None:
+        """Copy the WAL into the database file and truncate it, so that what was deleted (and
+        overwritten, with ``secure_delete``) no longer exists in either file."""
+
+        def run(session: Session) -> None:
+            session.connection().exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+
+        await self.read(run)
 
     def close(self) -> None:
         self._executor.shutdown(wait=True)

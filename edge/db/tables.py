@@ -190,6 +190,8 @@ class CabinetSession(SQLModel, table=True):
     order_id: str | None = None
     hold_reason: str | None = None
     settled_at: datetime | None = None
+    verification_id: str | None = None
+    """The face verification that identified the shopper (``member_source`` face)."""
     updated_at: datetime
 
 
@@ -229,4 +231,51 @@ class PaymentRequest(SQLModel, table=True):
     amount: int
     currency: str
     state: str
+    """``pending``, then ``authorized`` or ``declined`` (face payments decide on the device)."""
     created_at: datetime
+    verification_id: str | None = None
+    mode: str | None = None
+    """``online`` or ``offline``: whether upstream was reachable when the payment was decided."""
+    decline_reason: str | None = None
+    decided_at: datetime | None = None
+
+
+class Member(SQLModel, table=True):
+    """An enrolled face-payment member: the template only ever encrypted (AES-GCM), never a face
+    image. Deleting the row erases the template (``secure_delete`` overwrites its pages)."""
+
+    __tablename__ = "member"
+
+    id: str = Field(primary_key=True)
+    model: str
+    """The recognizer the template was made with: templates of another model never match."""
+    key_id: str
+    nonce: bytes
+    template: bytes
+    """The sealed (encrypted and authenticated) embedding."""
+    phone_digits_hash: str | None = None
+    offline_limit: int | None = None
+    """Largest single payment authorised for this member while upstream is unreachable."""
+    consent: dict[str, object] = Field(sa_column=Column(JSON, nullable=False))
+    enrolled_at: datetime
+    updated_at: datetime
+
+
+class FaceVerification(SQLModel, table=True):
+    """The outcome of one face check at a terminal: who, how sure, and the liveness evidence.
+    Scores and codes only: no frame, crop or template is kept."""
+
+    __tablename__ = "face_verification"
+
+    id: str = Field(primary_key=True)
+    terminal: str
+    member_id: str
+    method: str
+    """``1:N`` (the gallery alone) or ``1:1`` (after the shopper typed phone digits)."""
+    score: float
+    second_score: float | None = None
+    liveness: dict[str, object] = Field(sa_column=Column(JSON, nullable=False))
+    verified_at: datetime
+    expires_at: datetime
+    used_by: str | None = Field(default=None, unique=True)
+    """The cabinet session it opened: one verification, one session."""

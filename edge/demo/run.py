@@ -281,7 +281,7 @@ async def cabinet_walkthrough(
     await app.prices.current()
     _say("catalogue", f"{len(DEMO_PRODUCTS)} products with prices")
 
-    print("8. A shopper pays by face at cabinet K1, takes two items and closes the door")
+    print("8. A member scans their QR code at cabinet K1, takes two items and closes the door")
     for _ in range(200):
         cabinets = (await http.get("/api/v1/kiosk/cabinets", headers=kiosk)).json()
         if cabinets[0]["available"]:
@@ -291,7 +291,7 @@ async def cabinet_walkthrough(
     r = await http.post(
         "/api/v1/kiosk/cabinets/K1/sessions",
         headers=kiosk,
-        json={"member_id": "member-1001", "member_source": "face"},
+        json={"member_id": "member-1001", "member_source": "qr"},
     )
     r.raise_for_status()
     session = r.json()

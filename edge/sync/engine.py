@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,6 +42,11 @@ class LinkState:
     failures: int = 0
     last_error: str | None = None
     published_snapshots: dict[str, str] = field(default_factory=dict)
+    down_since: float | None = field(default_factory=time.monotonic)
+    """Monotonic time the link went down (or the engine started); None while connected."""
+
+    def down_for(self) -> float | None:
+        return None if self.down_since is None else time.monotonic() - self.down_since
 
 
 class SyncEngine:
@@ -143,9 +149,11 @@ class SyncEngine:
         finally:
             self._connected.clear()
             self.state.connected = False
+            self.state.down_since = time.monotonic()
 
     def _on_connected(self) -> None:
         self.state.connected = True
+        self.state.down_since = None
         self.state.connects += 1
         self.state.published_snapshots.clear()  # republish every snapshot on a new session
         self._snapshot_due.set()

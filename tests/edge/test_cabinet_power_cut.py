@@ -87,7 +87,7 @@ async def start_shopping(http: httpx.AsyncClient) -> str:
     r = await http.post(
         "/api/v1/kiosk/cabinets/K1/sessions",
         headers=KIOSK,
-        json={"member_id": "member-42", "member_source": "face"},
+        json={"member_id": "member-42", "member_source": "qr"},
     )
     assert r.status_code == 201, r.text
     session_id: str = r.json()["id"]

@@ -102,7 +102,7 @@ async def open_session(http: httpx.AsyncClient, member: str = "member-7") -> dic
     r = await http.post(
         "/api/v1/kiosk/cabinets/K1/sessions",
         headers=KIOSK,
-        json={"member_id": member, "member_source": "face"},
+        json={"member_id": member, "member_source": "qr"},
     )
     assert r.status_code == 201, r.text
     body: dict[str, Any] = r.json()
@@ -177,7 +177,7 @@ async def test_charged_set_equals_taken_set_in_every_run(
             assert order.data["total"] == expected
             assert order.data["payment"] == {
                 "id": order.data["payment"]["id"],
-                "method": "face",
+                "method": "qr",
                 "amount": expected,
                 "state": "pending",
             }

@@ -1,0 +1,1 @@
+"""Face payment: recognition, liveness, gallery and payment decisions."""
