@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import func
@@ -146,7 +146,14 @@ class PaymentDecider:
         verification = (
             s.get(FaceVerification, request.verification_id) if request.verification_id else None
         )
-        verified = verification is not None and verification.member_id == request.member_id
+        order = s.get(SalesOrder, request.order_id)
+        # The verification that opened this order's own session, for this member: no other.
+        verified = (
+            verification is not None
+            and order is not None
+            and verification.member_id == request.member_id
+            and verification.used_by == order.session_id
+        )
         usage = _offline_usage(s, request.member_id, day_start)
         verdict = judge(
             request.amount,
@@ -161,7 +168,6 @@ class PaymentDecider:
         request.decline_reason = verdict.reason
         request.decided_at = now
         s.add(request)
-        order = s.get(SalesOrder, request.order_id)
         if order is not None:
             order.state = "payment_authorized" if verdict.authorized else "payment_declined"
             s.add(order)
@@ -201,11 +207,12 @@ class PaymentDecider:
 
     def _day_start(self, now: datetime) -> datetime:
         """The last midnight (local or UTC, as configured) that resets the daily caps, in UTC."""
-        local = now.astimezone() if self.config.day_boundary == "local" else now.astimezone(UTC)
-        midnight = local.replace(hour=0, minute=0, second=0, microsecond=0)
-        if midnight > local:  # a DST edge cannot put midnight in the future, but be safe
-            midnight -= timedelta(days=1)
-        return midnight.astimezone(UTC)
+        if self.config.day_boundary == "utc":
+            return now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+        local = now.astimezone()
+        # A naive local midnight, then its own offset: on a DST change day midnight's offset
+        # differs from now's.
+        return datetime(local.year, local.month, local.day).astimezone().astimezone(UTC)
 
 
 def _offline_usage(s: Session, member_id: str | None, day_start: datetime) -> OfflineUsage:

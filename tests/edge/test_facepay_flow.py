@@ -15,20 +15,22 @@ import httpx
 import numpy as np
 import pytest
 
-from drivers.camera.simulator import MjpegCameraSimulator
+from drivers.camera.simulator import MjpegCameraSimulator, write_video
 from edge.app import EdgeApp
 from edge.clock import ManualClock
 from edge.commands.envelope import sign_command
 from edge.commands.keys import private_key_from_seed, public_key_b64
+from edge.db.tables import Member
 from edge.demo.shopper import ShopperPhoto, SimulatedShopper
 from edge.demo.site import SimulatedSite
-from edge.facepay.members import encode_template
+from edge.facepay.members import encode_template, phone_digits_hash
 from edge.facepay.templates import write_key_file
 from models.align import align_face
 from models.faces import load_face_models
 from models.prepare import prepare_models
 from tests.edge.test_cabinet_sessions import (
     KIOSK,
+    OPERATOR,
     client,
     closed,
     door_opened,
@@ -91,7 +93,13 @@ def facepay_config(tmp_path: Path, models_cache: Path, uri: str, **changes: Any)
     config: dict[str, Any] = {
         "template_key_file": str(key_file),
         "models": {"cache_dir": str(models_cache)},
-        "terminals": [{"id": "kiosk-1", "camera": {"uri": uri, "stall_timeout_s": 2}}],
+        "terminals": [
+            # A video file stands for a camera by playing in a loop.
+            {
+                "id": "kiosk-1",
+                "camera": {"uri": uri, "stall_timeout_s": 2, "loop": uri.endswith(".avi")},
+            }
+        ],
         "liveness": {"steps": 2},
     }
     config.update(changes)
@@ -154,6 +162,8 @@ async def face_check(
     for _ in range(200):
         if check["state"] in ("verified", "failed"):
             return check
+        if check["state"] == "needs_phone_digits" and digits is None:
+            return check  # the caller types them
         prompt = check["prompt"]
         if check["state"] == "needs_phone_digits" and digits is not None:
             r = await http.post(
@@ -243,3 +253,140 @@ async def test_a_live_enrolled_shopper_pays_by_face_and_nobody_else_does(
     # Scores and codes only: no image, crop or template anywhere in the event.
     assert "template" not in json.dumps(paid.data) and len(json.dumps(paid.data)) < 2000
     assert 'edge_facepay_checks{outcome="verified"} 1.0' in r.text
+
+
+async def test_a_still_photo_on_a_video_file_is_recognised_but_fails_liveness(
+    start_app: Callable[..., Any],
+    site: SimulatedSite,
+    clock: ManualClock,
+    tmp_path: Path,
+    models_cache: Path,
+    face_models: Any,
+    grace: ShopperPhoto,
+) -> None:
+    """A printed photo held up to the camera: the same picture, frame after frame."""
+    video = tmp_path / "photo.avi"
+    write_video(video, [grace.photo] * 30, fps=15)
+    app = await started(
+        start_app,
+        site,
+        clock,
+        tmp_path,
+        models_cache,
+        str(video),
+        liveness={"steps": 2, "step_timeout_s": 2},
+    )
+    await enroll(app, clock, "grace", template_of(face_models, grace.photo))
+    config = app.config.facepay
+    assert config is not None
+    async with client(app) as http:
+        # The file is the camera: looped, so the check sees the photo for as long as it runs.
+        check = await face_check(http, shopper=None)
+        assert check["state"] == "failed"
+        assert check["reason"] in ("no_motion", "challenge_timeout", "replayed_frames")
+        r = await http.post(
+            "/api/v1/kiosk/cabinets/K1/sessions",
+            headers=KIOSK,
+            json={"member_source": "face", "face_check_id": check["id"]},
+        )
+        assert r.status_code == 409 and r.json()["error"]["code"] == "not_verified"
+    assert not [e for e in events(app).events if e.type == "door.opened"]
+
+
+async def test_a_missing_camera_gives_a_clear_refusal_and_the_site_runs_on(
+    start_app: Callable[..., Any],
+    site: SimulatedSite,
+    clock: ManualClock,
+    tmp_path: Path,
+    models_cache: Path,
+) -> None:
+    app = await started(
+        start_app, site, clock, tmp_path, models_cache, str(tmp_path / "no-such-camera.avi")
+    )
+    async with client(app) as http:
+        r = await http.post("/api/v1/kiosk/face/checks", headers=KIOSK)
+        assert r.status_code == 503, r.text
+        assert r.json()["error"]["code"] == "camera_unavailable"
+        assert "QR" in r.json()["error"]["message"]  # face payment is never the only way
+        # The cabinet still sells to members with a QR code.
+        r = await http.post(
+            "/api/v1/kiosk/cabinets/K1/sessions",
+            headers=KIOSK,
+            json={"member_source": "qr", "member_id": "m-1"},
+        )
+        assert r.status_code == 201, r.text
+        devices = (await http.get("/api/v1/devices", headers=OPERATOR)).json()
+    camera = next(d for d in devices if d["name"] == "kiosk-1/camera")
+    assert camera["available"] is False and "could not be opened" in (camera["reason"] or "")
+
+
+async def test_phone_digits_decide_offline_limits_decline_and_removal_erases_the_template(
+    start_app: Callable[..., Any],
+    site: SimulatedSite,
+    clock: ManualClock,
+    tmp_path: Path,
+    models_cache: Path,
+    face_models: Any,
+    grace: ShopperPhoto,
+    camera: tuple[MjpegCameraSimulator, SimulatedShopper],
+) -> None:
+    simulator, shopper = camera
+    app = await started(
+        start_app,
+        site,
+        clock,
+        tmp_path,
+        models_cache,
+        simulator.url,
+        # A gallery "too large" for 1:N alone, and an offline limit below any basket.
+        decision={"phone_digits_above": 0},
+        offline={"per_payment": 1},
+    )
+    await enroll(
+        app,
+        clock,
+        "grace",
+        template_of(face_models, grace.photo),
+        phone_digits_hash=phone_digits_hash("grace", "1906"),
+    )
+    async with client(app) as http:
+        check = await face_check(http, shopper)  # no digits given: stops at the question
+        assert check["state"] == "needs_phone_digits", check
+        r = await http.post(
+            f"/api/v1/kiosk/face/checks/{check['id']}/digits",
+            headers=KIOSK,
+            json={"digits": "0000"},
+        )
+        assert r.json()["state"] == "needs_phone_digits" and r.json()["hint"] == "digits_mismatch"
+        assert r.json()["digit_attempts_left"] == 2
+        r = await http.post(
+            f"/api/v1/kiosk/face/checks/{check['id']}/digits",
+            headers=KIOSK,
+            json={"digits": "1906"},
+        )
+        assert r.json()["state"] == "verified" and r.json()["method"] == "1:1", r.json()
+        session = await buy_two_items(app, site, http, check["id"])
+        # No broker configured: upstream is unreachable, the offline limit decides.
+        declined = await payment(app, session, "declined")
+        assert declined.data["mode"] == "offline"
+        assert declined.data["reason"] == "over_offline_limit"
+        assert declined.data["fallback"] == ["qr"]
+        assert declined.data["verification"]["method"] == "1:1"
+
+        sealed = await app.db.read(lambda s: s.get(Member, "grace"))
+        assert sealed is not None
+        ciphertext = bytes(sealed.template)
+        outcome = await send(app, clock, "member.remove", {"member_id": "grace", "reason": "asked"})
+        assert outcome.ok and outcome.result == {"member_id": "grace", "removed": True}
+        await app.wait_checked()  # the WAL checkpoint after the removal
+        r = await http.get("/api/v1/members/grace", headers=OPERATOR)
+        assert r.status_code == 404
+        assert app.facepay is not None and "grace" not in app.facepay.gallery
+        # Verifiable: the sealed template's bytes are in no file of the database any more.
+        database = app.config.database_path
+        for path in (database, database.with_name(database.name + "-wal")):
+            if path.exists():
+                assert ciphertext not in path.read_bytes(), path
+        # And the face no longer identifies anyone.
+        check = await face_check(http, shopper)
+        assert check["state"] == "failed" and check["reason"] == "not_recognised"
