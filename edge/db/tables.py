@@ -223,6 +223,8 @@ class OrderLine(SQLModel, table=True):
 
 class PaymentRequest(SQLModel, table=True):
     __tablename__ = "payment_request"
+    # The offline caps sum a member's payments of the day.
+    __table_args__ = (Index("ix_payment_request_member_decided", "member_id", "decided_at"),)
 
     id: str = Field(primary_key=True)
     order_id: str = Field(unique=True, foreign_key="sales_order.id")
