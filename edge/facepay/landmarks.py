@@ -30,6 +30,10 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
+from models.align import ARCFACE_TEMPLATE as _TEMPLATE
+from models.align import TEMPLATE_SIZE
+from models.align import align_face as align_face  # the one alignment, re-exported
+
 Box = tuple[float, float, float, float]
 """``(x, y, w, h)`` in image pixels."""
 
@@ -37,19 +41,11 @@ Points = NDArray[np.float64]
 
 LEFT_EYE, RIGHT_EYE, NOSE, LEFT_MOUTH, RIGHT_MOUTH = range(5)
 
-ARCFACE_SIZE: Final = 112
+# One alignment in the project: the recognizer's (models.align), so liveness and quality look
+# at exactly the crop that is embedded.
+ARCFACE_SIZE: Final = TEMPLATE_SIZE
 """Side of the aligned crop the recognizer takes, in pixels."""
-
-ARCFACE_TEMPLATE: Final[Points] = np.array(
-    [
-        [38.2946, 51.6963],
-        [73.5318, 51.5014],
-        [56.0252, 71.7366],
-        [41.5493, 92.3655],
-        [70.7299, 92.2041],
-    ],
-    dtype=np.float64,
-)
+ARCFACE_TEMPLATE: Final[Points] = _TEMPLATE.astype(np.float64)
 """Where the five landmarks land in a 112 x 112 aligned crop (the standard ArcFace template)."""
 
 
@@ -169,37 +165,6 @@ def face_shape(landmarks: NDArray[np.floating]) -> Points:
     eye_mid = (points[LEFT_EYE] + points[RIGHT_EYE]) / 2
     centred = points - eye_mid
     return np.stack([centred @ across, centred @ down], axis=1) / eye_distance
-
-
-def template_transform(landmarks: NDArray[np.floating], size: int = ARCFACE_SIZE) -> Points:
-    """The 2 x 3 similarity transform taking frame pixels onto the template in a square crop."""
-    points = as_landmarks(landmarks)
-    target = ARCFACE_TEMPLATE * (size / ARCFACE_SIZE)
-    # Least-squares similarity (Umeyama without reflection): rotation, uniform scale, shift.
-    src_mean, dst_mean = points.mean(axis=0), target.mean(axis=0)
-    src, dst = points - src_mean, target - dst_mean
-    covariance = dst.T @ src / len(points)
-    u, singular, vt = np.linalg.svd(covariance)
-    sign = np.eye(2)
-    if np.linalg.det(u) * np.linalg.det(vt) < 0:
-        sign[1, 1] = -1
-    rotation = u @ sign @ vt
-    scale = float(np.trace(np.diag(singular) @ sign)) / float(src.var(axis=0).sum())
-    matrix = np.empty((2, 3))
-    matrix[:, :2] = scale * rotation
-    matrix[:, 2] = dst_mean - scale * rotation @ src_mean
-    return matrix
-
-
-def align_face(
-    frame: NDArray[np.uint8], landmarks: NDArray[np.floating], size: int = ARCFACE_SIZE
-) -> NDArray[np.uint8]:
-    """The face warped onto the ArcFace template: a ``size`` x ``size`` crop of ``frame``."""
-    matrix = template_transform(landmarks, size)
-    crop = cv2.warpAffine(
-        frame, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
-    )
-    return np.asarray(crop, dtype=np.uint8)
 
 
 def box_iou(a: Box, b: Box) -> float:

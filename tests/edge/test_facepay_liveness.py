@@ -25,6 +25,7 @@ import numpy as np
 import pytest
 from numpy.typing import NDArray
 
+from edge.demo.shopper import close_eyes
 from edge.facepay.landmarks import (
     ARCFACE_TEMPLATE,
     Box,
@@ -503,31 +504,6 @@ def grace() -> NDArray[np.uint8]:
 def detector(tmp_path_factory: pytest.TempPathFactory) -> FaceDetector:
     prepared = prepare_model(load_manifest().detector(), Path(tmp_path_factory.mktemp("models")))
     return FaceDetector(prepared.path)
-
-
-def close_eyes(frame: NDArray[np.uint8], landmarks: NDArray[np.float32]) -> NDArray[np.uint8]:
-    """Eyelids painted shut: skin from just above each eye over the eye, a dark lash line."""
-    eye_distance = inter_eye_distance(landmarks)
-    out = frame.astype(np.float32)
-    for cx, cy in landmarks[:2].astype(np.float64):
-        half_w, half_h = 0.27 * eye_distance, 0.13 * eye_distance
-        above = frame[
-            round(cy - 0.25 * eye_distance) : round(cy - 0.10 * eye_distance),
-            round(cx - half_w / 2) : round(cx + half_w / 2),
-        ].reshape(-1, 3)
-        # The brighter part of the band: skin, not brow hairs or the frame of glasses.
-        brightness = above.mean(axis=1)
-        skin = np.median(above[brightness >= np.percentile(brightness, 60)], axis=0)
-        lid = np.zeros(frame.shape[:2], np.float32)
-        centre = (round(cx), round(cy))
-        cv2.ellipse(lid, centre, (round(half_w), round(half_h)), 0, 0, 360, 1.0, -1)
-        lid = cv2.GaussianBlur(lid, (0, 0), 0.03 * eye_distance)[..., None]
-        out = out * (1 - lid) + skin * lid
-        lashes = (round(cx), round(cy + 0.03 * eye_distance))
-        axes = (round(0.85 * half_w), round(0.5 * half_h))
-        thickness = max(1, round(0.025 * eye_distance))
-        cv2.ellipse(out, lashes, axes, 0, 15, 165, (40, 40, 50), thickness, cv2.LINE_AA)
-    return np.clip(out, 0, 255).astype(np.uint8)
 
 
 class PhotoHead:
