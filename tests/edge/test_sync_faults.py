@@ -116,8 +116,11 @@ async def test_a_broker_restarted_mid_drain_several_times_loses_nothing(
     assert upstream.gaps(SITE) == [], upstream.summary(SITE)
     assert sorted(upstream.seqs(SITE)) == list(range(1, last + 1))
     assert upstream.errors == []
-    # Only messages in flight when the broker went down can arrive twice.
-    assert upstream.duplicates(SITE) <= RESTARTS * WINDOW * BATCH, upstream.summary(SITE)
+    # Only messages in flight when the broker went down can arrive twice: at each restart, up
+    # to a window of batches the site had published without a PUBACK (it sends them again),
+    # and as many the broker had delivered to the consumer without its PUBACK (redelivered to
+    # the persistent session). The first bound alone failed now and then, at 280 of 240.
+    assert upstream.duplicates(SITE) <= 2 * RESTARTS * WINDOW * BATCH, upstream.summary(SITE)
 
 
 async def test_a_broker_killed_mid_drain_loses_acknowledged_events_and_replay_recovers_them(
