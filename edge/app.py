@@ -127,7 +127,7 @@ class EdgeApp:
             config.facepay,
             self.db,
             self.db.clock,
-            config.data_dir.expanduser(),
+            config.resolve,
             # Without a broker configured, upstream is never reachable: offline limits apply.
             sync.state.down_for if sync is not None else lambda: float("inf"),
             code_attempts=config.lockers.code_attempts,
@@ -241,9 +241,7 @@ class EdgeApp:
         self.health.set(bus, available, None if available else "no answer from the bus")
         if available:
             # Every time a bus comes (back) up, compare its doors with the database.
-            task: asyncio.Task[object] = asyncio.ensure_future(self.lockers.check_bus(bus))
-            self._checks.add(task)
-            task.add_done_callback(self._checks.discard)
+            self._spawn_check(self.lockers.check_bus(bus))
 
     def _reader_availability(self, reader: str, available: bool) -> None:
         self.cabinets.reader_availability(reader, available)

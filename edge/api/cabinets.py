@@ -10,9 +10,10 @@ from pydantic import BaseModel, Field, model_validator
 from sqlalchemy.exc import IntegrityError
 
 from edge.api.auth import Operator, Terminal
+from edge.api.facepay import facepay_service
 from edge.cabinet.errors import UnknownCabinet
 from edge.cabinet.service import SessionKind, SessionView
-from edge.facepay.service import FacePayError, FacePayService
+from edge.facepay.service import FacePayError
 
 if TYPE_CHECKING:
     from edge.app import EdgeApp
@@ -74,12 +75,6 @@ def _out(view: SessionView) -> CabinetSessionOut:
     return CabinetSessionOut(**asdict(view))
 
 
-def _facepay(edge: EdgeApp) -> FacePayService:
-    if edge.facepay is None:
-        raise FacePayError("facepay_disabled", "Face payment is not set up at this site.", 503)
-    return edge.facepay
-
-
 def cabinet_kiosk_routes(edge: EdgeApp) -> APIRouter:
     router = APIRouter()
     service = edge.cabinets
@@ -109,7 +104,7 @@ def cabinet_kiosk_routes(edge: EdgeApp) -> APIRouter:
         verification_id = None
         evidence = None
         if body.face_check_id is not None:
-            facepay = _facepay(edge)
+            facepay = facepay_service(edge)
             verified, evidence = facepay.verified(body.face_check_id, terminal)
             member_id, verification_id = verified.member_id, verified.id
         try:
@@ -127,7 +122,7 @@ def cabinet_kiosk_routes(edge: EdgeApp) -> APIRouter:
                 raise
             raise FacePayError("verification_used", "This face check was already used.") from exc
         if body.face_check_id is not None:
-            _facepay(edge).consume(body.face_check_id)
+            facepay_service(edge).consume(body.face_check_id)
         return _out(view)
 
     @router.get("/cabinet-sessions/{session_id}")

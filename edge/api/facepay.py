@@ -43,7 +43,8 @@ class DigitsRequest(BaseModel):
     """The last four digits of the member's phone number."""
 
 
-def _service(edge: EdgeApp) -> FacePayService:
+def facepay_service(edge: EdgeApp) -> FacePayService:
+    """The site's face payment, or a clear 503 where it is not set up."""
     if edge.facepay is None:
         raise FacePayError(
             "facepay_disabled", "Face payment is not set up at this site.", status=503
@@ -57,7 +58,7 @@ def facepay_kiosk_routes(edge: EdgeApp) -> APIRouter:
     @router.post("/face/checks", status_code=201)
     async def start(terminal: Terminal) -> FaceCheckOut:
         """Start a face check on this kiosk's camera (cancels one already running here)."""
-        check = _service(edge).start_check(terminal)
+        check = facepay_service(edge).start_check(terminal)
         return FaceCheckOut(**check.view())
 
     @router.get("/face/checks/{check_id}")
@@ -67,7 +68,7 @@ def facepay_kiosk_routes(edge: EdgeApp) -> APIRouter:
         wait: Annotated[float, Query(ge=0, le=MAX_WAIT_S)] = 0,
     ) -> FaceCheckOut:
         """The check's state; with ``wait``, answers as soon as it changes (long polling)."""
-        check = _service(edge).get_check(check_id, terminal)
+        check = facepay_service(edge).get_check(check_id, terminal)
         if wait > 0 and not check.finished:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(check.changed.wait(), wait)
@@ -76,13 +77,13 @@ def facepay_kiosk_routes(edge: EdgeApp) -> APIRouter:
     @router.post("/face/checks/{check_id}/digits")
     async def digits(check_id: str, body: DigitsRequest, terminal: Terminal) -> FaceCheckOut:
         """The last four phone digits, when the check asks for them (rate-limited)."""
-        check = await _service(edge).submit_digits(check_id, terminal, body.digits)
+        check = await facepay_service(edge).submit_digits(check_id, terminal, body.digits)
         return FaceCheckOut(**check.view())
 
     @router.delete("/face/checks/{check_id}")
     async def cancel(check_id: str, terminal: Terminal) -> FaceCheckOut:
         """The shopper chose another way to pay, or walked away."""
-        check = _service(edge).get_check(check_id, terminal)
+        check = facepay_service(edge).get_check(check_id, terminal)
         check.cancel("cancelled")
         return FaceCheckOut(**check.view())
 
@@ -95,12 +96,12 @@ def facepay_operator_routes(edge: EdgeApp) -> APIRouter:
     @router.get("/facepay")
     async def status(_op: Operator) -> dict[str, Any]:
         """Gallery size, model, cameras, and whether payments are being decided offline."""
-        return _service(edge).status()
+        return facepay_service(edge).status()
 
     @router.get("/members/{member_id}")
     async def member(member_id: str, _op: Operator) -> dict[str, Any]:
         """Whether a member is enrolled (after ``member.remove``: 404, and not in the gallery)."""
-        service = _service(edge)
+        service = facepay_service(edge)
         row = await service.members.get(member_id)
         in_gallery = member_id in service.gallery
         if row is None and not in_gallery:

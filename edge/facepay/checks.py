@@ -110,8 +110,7 @@ class FaceCheck:
         self.clock = clock
         self.rng = rng
         self.digits_match = digits_match
-        self.started_at = clock.monotonic()
-        self.deadline = self.started_at + config.verification_timeout_s
+        self.deadline = clock.monotonic() + config.verification_timeout_s
         self.state = CheckState.LOOKING
         self.reason: str | None = None
         self.prompt: str | None = None
@@ -120,7 +119,6 @@ class FaceCheck:
         self.decision: Decision | None = None
         self.verified: VerifiedFace | None = None
         self.digit_attempts_left = config.decision.digit_attempts
-        self.frames = 0
         self.changed = asyncio.Event()
         self._embeddings: list[np.ndarray] = []
         self._live_scores: list[float] = []
@@ -184,7 +182,6 @@ class FaceCheck:
                     return
                 continue
             seq = frame.seq
-            self.frames += 1
             analysis = await loop.run_in_executor(
                 self.executor,
                 partial(
@@ -210,7 +207,7 @@ class FaceCheck:
         if face is None:
             self.hint = "no_face"
             if self._challenge is not None:
-                self._judge(self._challenge.missing(at))
+                await self._judge(self._challenge.missing(at))
             return
         if analysis.quality is not None and not analysis.quality.passed:
             self.hint = analysis.quality.reasons[0]
@@ -223,15 +220,15 @@ class FaceCheck:
                 self._live_scores.append(analysis.live_probability)
         if self._challenge is None:
             if len(self._embeddings) >= IDENTIFY_FRAMES:
-                self._identify_then_challenge()
+                await self._identify_then_challenge()
             return
-        if self.terminal.nir is not None:
+        if self.terminal.nir is not None and self._nir_seen < NIR_CONFIRMATIONS:
             await self._check_nir(face.box, at)
         assert analysis.aligned is not None
         verdict = self._challenge.observe(
             FaceObservation(at=at, box=face.box, landmarks=face.landmarks, aligned=analysis.aligned)
         )
-        self._judge(verdict)
+        await self._judge(verdict)
 
     def _same_person(self, embedding: np.ndarray) -> bool:
         if not self._embeddings:
@@ -239,14 +236,21 @@ class FaceCheck:
         reference = _mean(self._embeddings)
         return float(reference @ embedding) >= self.thresholds.candidate
 
-    def _identify_then_challenge(self) -> None:
-        decision = decide(
-            self.gallery.search(_mean(self._embeddings), k=8, floor=0.0), self.thresholds
+    async def _identify(self) -> Decision:
+        """Search the gallery with the mean of the embeddings so far, in the worker thread (a
+        large gallery takes milliseconds: not on the event loop)."""
+        probe = _mean(self._embeddings)
+        result = await asyncio.get_running_loop().run_in_executor(
+            self.executor, partial(self.gallery.search, probe, k=8, floor=0.0)
         )
+        self.decision = decide(result, self.thresholds)
+        return self.decision
+
+    async def _identify_then_challenge(self) -> None:
+        decision = await self._identify()
         if decision.outcome is Outcome.NO_MATCH:
             self._fail("not_recognised")
             return
-        self.decision = decision
         self._challenge = ActiveChallenge.random(
             self.rng, steps=self.config.liveness.steps, settings=self.liveness
         )
@@ -254,7 +258,7 @@ class FaceCheck:
         self.prompt = _prompt(self._challenge)
         self._changed()
 
-    def _judge(self, verdict: LivenessVerdict) -> None:
+    async def _judge(self, verdict: LivenessVerdict) -> None:
         assert self._challenge is not None
         if verdict.state is LivenessState.FAILED:
             self._fail(str(verdict.reason or "liveness_failed"))
@@ -264,7 +268,7 @@ class FaceCheck:
             self.prompt = prompt
             self._changed()
         if verdict.state is LivenessState.PASSED:
-            self._challenge_passed(verdict)
+            await self._challenge_passed(verdict)
 
     async def _check_nir(self, box: tuple[float, float, float, float], at: float) -> None:
         nir = self.terminal.nir
@@ -283,9 +287,10 @@ class FaceCheck:
         if verdict.confirmed:
             self._nir_seen += 1
 
-    def _challenge_passed(self, verdict: LivenessVerdict) -> None:
+    async def _challenge_passed(self, verdict: LivenessVerdict) -> None:
+        assert self._challenge is not None
         liveness: dict[str, Any] = {
-            "challenge": [str(step) for step in self._challenge_steps()],
+            "challenge": [str(step) for step in self._challenge.steps],
             "reaction_s": [
                 round(t.reaction_s, 3) if t.reaction_s is not None else None
                 for t in verdict.timings
@@ -310,10 +315,7 @@ class FaceCheck:
                 return
         self._liveness = liveness
         # Identify again, on all the evidence gathered: more frames, a surer decision.
-        decision = decide(
-            self.gallery.search(_mean(self._embeddings), k=8, floor=0.0), self.thresholds
-        )
-        self.decision = decision
+        decision = await self._identify()
         if decision.outcome is Outcome.MATCH:
             assert decision.member_id is not None and decision.score is not None
             self._verify(decision)
@@ -323,10 +325,6 @@ class FaceCheck:
             self._changed()
         else:
             self._fail("not_recognised")
-
-    def _challenge_steps(self) -> list[object]:
-        assert self._challenge is not None
-        return list(self._challenge.steps)
 
     def submit_digits(self, digits: str) -> None:
         """The shopper typed four digits: decide 1:1 among the candidates they select."""

@@ -205,28 +205,21 @@ class MemberRegistry:
         row = s.get(Member, data.member_id)
         replaced = row is not None
         consent = data.consent.model_dump(mode="json")
+        values: dict[str, Any] = {
+            "model": self.model,
+            "key_id": sealed.key_id,
+            "nonce": sealed.nonce,
+            "template": sealed.ciphertext,
+            "phone_digits_hash": data.phone_digits_hash,
+            "offline_limit": data.offline_limit,
+            "consent": consent,
+            "updated_at": now,
+        }
         if row is None:
-            row = Member(
-                id=data.member_id,
-                model=self.model,
-                key_id=sealed.key_id,
-                nonce=sealed.nonce,
-                template=sealed.ciphertext,
-                phone_digits_hash=data.phone_digits_hash,
-                offline_limit=data.offline_limit,
-                consent=consent,
-                enrolled_at=now,
-                updated_at=now,
-            )
+            row = Member(id=data.member_id, enrolled_at=now, **values)
         else:
-            row.model = self.model
-            row.key_id = sealed.key_id
-            row.nonce = sealed.nonce
-            row.template = sealed.ciphertext
-            row.phone_digits_hash = data.phone_digits_hash
-            row.offline_limit = data.offline_limit
-            row.consent = consent
-            row.updated_at = now
+            for name, value in values.items():
+                setattr(row, name, value)
         s.add(row)
         # The gallery learns of it after the commit (``refresh``): never before it is durable.
         tx.emit(

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import random
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -61,7 +62,7 @@ class FacePayService:
         config: FacePayConfig,
         db: Database,
         clock: Clock,
-        data_dir: Path,
+        resolve: Callable[[Path], Path],
         link_down_for: LinkDownFor,
         *,
         models: FaceModels | None = None,
@@ -72,12 +73,8 @@ class FacePayService:
         self.db = db
         self.clock = clock
         self.rng = rng or random.SystemRandom()
-        cache_dir = config.models.cache_dir.expanduser()
-        self.cache_dir = cache_dir if cache_dir.is_absolute() else data_dir / cache_dir
-        key_file = config.template_key_file.expanduser()
-        self.cipher = TemplateCipher.from_key_file(
-            key_file if key_file.is_absolute() else data_dir / key_file
-        )
+        self.cache_dir = resolve(config.models.cache_dir)
+        self.cipher = TemplateCipher.from_key_file(resolve(config.template_key_file))
         self.models = models or self._load_models()
         recognizer = self.models.recognizer_spec
         self.model_name = recognizer.name
@@ -117,7 +114,7 @@ class FacePayService:
         self.checks: dict[str, FaceCheck] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._finished_at: dict[str, float] = {}
-        self.outcomes: dict[str, int] = {}
+        self.outcomes: Counter[str] = Counter()
         """Finished checks by outcome (``verified``, or the failure reason), for metrics."""
         self.last_frame_ms: list[float] = []
 
@@ -148,7 +145,8 @@ class FacePayService:
             if self.camera_listener is not None:
                 self.camera_listener(name, up, reason)
 
-        return Camera(name, _camera_settings(config), on_availability=availability)
+        settings = CameraSettings(**config.model_dump())
+        return Camera(name, settings, on_availability=availability)
 
     async def start(self) -> None:
         for terminal in self.terminals.values():
@@ -211,9 +209,7 @@ class FacePayService:
         finally:
             self._tasks.pop(check.id, None)
             self._finished_at[check.id] = self.clock.monotonic()
-            outcome = "verified" if check.state is CheckState.VERIFIED else check.reason or "?"
-            if check.state is not CheckState.DIGITS:
-                self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
+            self._count_outcome(check)  # a check waiting for digits is counted when they come
             self.last_frame_ms = check.frame_ms[-50:]
 
     def get_check(self, check_id: str, terminal_id: str) -> FaceCheck:
@@ -241,11 +237,13 @@ class FacePayService:
             await self.db.transact(
                 lambda tx: self.digit_limiter.record_failure(tx.session, key, now)
             )
-            if check.finished:
-                self.outcomes[check.reason or "?"] = self.outcomes.get(check.reason or "?", 0) + 1
-        else:
-            self.outcomes["verified"] = self.outcomes.get("verified", 0) + 1
+        self._count_outcome(check)
         return check
+
+    def _count_outcome(self, check: FaceCheck) -> None:
+        if check.finished:
+            verified = check.state is CheckState.VERIFIED
+            self.outcomes["verified" if verified else check.reason or "unknown"] += 1
 
     def _digits_match(self, member_id: str, digits: str) -> bool:
         stored = self.members.phone_hashes.get(member_id)
@@ -321,14 +319,3 @@ class Evidence:
                 used_by=session_id,
             )
         )
-
-
-def _camera_settings(config: CameraConfig) -> CameraSettings:
-    return CameraSettings(
-        uri=config.uri,
-        width=config.width,
-        height=config.height,
-        fps=config.fps,
-        loop=config.loop,
-        stall_timeout_s=config.stall_timeout_s,
-    )

@@ -188,14 +188,18 @@ async def face_check(
     raise AssertionError(f"the face check never finished: {check}")
 
 
-async def buy_two_items(
-    app: EdgeApp, site: SimulatedSite, http: httpx.AsyncClient, check_id: str
-) -> dict[str, Any]:
-    r = await http.post(
+async def open_by_face(http: httpx.AsyncClient, check_id: str) -> httpx.Response:
+    return await http.post(
         "/api/v1/kiosk/cabinets/K1/sessions",
         headers=KIOSK,
         json={"member_source": "face", "face_check_id": check_id},
     )
+
+
+async def buy_two_items(
+    app: EdgeApp, site: SimulatedSite, http: httpx.AsyncClient, check_id: str
+) -> dict[str, Any]:
+    r = await open_by_face(http, check_id)
     assert r.status_code == 201, r.text
     session: dict[str, Any] = r.json()
     await door_opened(app, session["id"])
@@ -238,11 +242,7 @@ async def test_a_live_enrolled_shopper_pays_by_face_and_nobody_else_does(
         session = await buy_two_items(app, site, http, check["id"])
         paid = await payment(app, session, "authorized")
         # Used once: the same check cannot open the cabinet again.
-        r = await http.post(
-            "/api/v1/kiosk/cabinets/K1/sessions",
-            headers=KIOSK,
-            json={"member_source": "face", "face_check_id": check["id"]},
-        )
+        r = await open_by_face(http, check["id"])
         assert r.status_code == 404, r.text
         r = await http.get("/metrics")
     assert paid.data["member_id"] == "grace"
@@ -284,11 +284,7 @@ async def test_a_still_photo_on_a_video_file_is_recognised_but_fails_liveness(
         check = await face_check(http, shopper=None)
         assert check["state"] == "failed"
         assert check["reason"] in ("no_motion", "challenge_timeout", "replayed_frames")
-        r = await http.post(
-            "/api/v1/kiosk/cabinets/K1/sessions",
-            headers=KIOSK,
-            json={"member_source": "face", "face_check_id": check["id"]},
-        )
+        r = await open_by_face(http, check["id"])
         assert r.status_code == 409 and r.json()["error"]["code"] == "not_verified"
     assert not [e for e in events(app).events if e.type == "door.opened"]
 
