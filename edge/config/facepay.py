@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from edge.config.types import Strict
+from models.errors import ManifestError
 from models.manifest import Manifest, load_manifest, parse_model_spec
 
 Name = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
@@ -63,7 +64,10 @@ class ModelsConfig(Strict):
     @classmethod
     def _specs_valid(cls, extra: list[dict[str, Any]]) -> list[dict[str, Any]]:
         for spec in extra:
-            parse_model_spec(spec)  # ManifestError is a ValueError: reported with its path
+            try:
+                parse_model_spec(spec)
+            except ManifestError as exc:  # reported with its YAML path, not raised past it
+                raise ValueError(str(exc)) from None
         return extra
 
     def manifest(self) -> Manifest:

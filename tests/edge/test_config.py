@@ -518,6 +518,28 @@ def test_missing_required_settings() -> None:
             id="presence-k-above-m",
         ),
         pytest.param(
+            lambda d: d.update(
+                facepay={
+                    "template_key_file": "template.key",
+                    "terminals": [{"id": "no-such-kiosk", "camera": {"uri": "/dev/video0"}}],
+                }
+            ),
+            "facepay.terminals[0].id",
+            "no kiosk with id 'no-such-kiosk'",
+            id="face-terminal-not-a-kiosk",
+        ),
+        pytest.param(
+            lambda d: d.update(
+                facepay={
+                    "template_key_file": "template.key",
+                    "models": {"extra": [{"name": "mine", "role": "recognizer"}]},
+                }
+            ),
+            "facepay.models.extra",
+            "model spec is not valid",
+            id="operator-model-spec-invalid",
+        ),
+        pytest.param(
             lambda d: d["lockboards"][0].update(query_all_closed_bit=2),
             "lockboards[0].query_all_closed_bit",
             "0 or 1",
