@@ -37,6 +37,8 @@ from edge.outbox.retention import OutboxKeeper
 from edge.outbox.store import Envelope
 from edge.reports import SiteReports
 from edge.runtime.supervisor import Supervisor
+from edge.scans.cameras import camera_scanners
+from edge.scans.hub import ScanHub
 from edge.sync.engine import SyncEngine
 from edge.sync.replay import register_sync_commands
 
@@ -85,7 +87,17 @@ class EdgeApp:
         self.sync = self._build_sync(config) if config.mqtt is not None else None
         if self.sync is not None:
             register_sync_commands(self.commands, self.db, self.sync.uplink)
+        self.scans = ScanHub(self.db.clock)
         self.facepay = self._build_facepay(config) if config.facepay is not None else None
+        self.scanners = (
+            camera_scanners(
+                config.facepay.terminals,
+                {t.id: t.camera for t in self.facepay.terminals.values()},
+                self.scans,
+            )
+            if config.facepay is not None and self.facepay is not None
+            else []
+        )
         self.supervisor = Supervisor()
         self.http: uvicorn.Server | None = None
         self._http_task: asyncio.Task[None] | None = None
@@ -202,6 +214,8 @@ class EdgeApp:
         if self.facepay is not None:
             await self.facepay.start()
             await self.facepay.decide_pending_payments()  # orders a crash left undecided
+        for scanner in self.scanners:
+            scanner.start()
         await self.keeper.check()
         self.supervisor.start("outbox-retention", self.keeper.run_forever)
         self.supervisor.start("command-receipts", self._prune_receipts_forever)
@@ -308,6 +322,8 @@ class EdgeApp:
         await self.supervisor.stop()
         await self.lockers.close()
         await self.cabinets.close()
+        for scanner in self.scanners:
+            await scanner.stop()
         if self.facepay is not None:
             await self.facepay.close()
         await self.readers.close()

@@ -18,6 +18,7 @@ from edge.db.tables import Compartment
 from edge.outbox.cursor import position as outbox_position
 from edge.outbox.retention import OutboxKeeper
 from edge.outbox.store import Envelope
+from edge.scans.hub import ScanHub
 from edge.sync.engine import SyncEngine
 
 if TYPE_CHECKING:
@@ -91,6 +92,12 @@ class Metrics:
             registry=r,
         )
 
+        self.scans = Gauge(
+            "edge_scans",
+            "Codes scanned at kiosks since start, by device and symbology",
+            ["device", "symbology"],
+            registry=r,
+        )
         self.facepay_members = Gauge(
             "edge_facepay_members", "Members in the face gallery", registry=r
         )
@@ -186,6 +193,10 @@ class Metrics:
         self.facepay_offline.set(1 if facepay.payments.upstream_unreachable() else 0)
         if facepay.last_frame_ms:
             self.facepay_frame_ms.set(statistics.median(facepay.last_frame_ms))
+
+    def read_scans(self, scans: ScanHub) -> None:
+        for (device, symbology), count in scans.counts.items():
+            self.scans.labels(device, symbology).set(count)
 
     def read_commands(self, dispatcher: CommandDispatcher) -> None:
         self.commands.labels("ok", "").set(dispatcher.accepted)

@@ -2,11 +2,13 @@
 
 :class:`Camera` keeps the latest frame of one source, with a watchdog that reopens a stalled
 camera; :class:`CodeReader` decodes QR codes and barcodes in a frame; :mod:`.simulator` is an
-MJPEG IP camera on loopback for tests and demos.
+MJPEG IP camera on loopback for tests and demos. :class:`CameraScanner` turns a camera into a
+code scanner that reports each code once while it stays in view.
 """
 
 from .codes import CodeReader, DecodedCode
 from .errors import CameraError, CameraOpenError, CameraStreamError, CameraTimeout
+from .scanner import CameraScan, CameraScanner
 from .settings import CameraSettings
 from .source import Camera, CameraMetrics, Frame
 
@@ -15,6 +17,8 @@ __all__ = [
     "CameraError",
     "CameraMetrics",
     "CameraOpenError",
+    "CameraScan",
+    "CameraScanner",
     "CameraSettings",
     "CameraStreamError",
     "CameraTimeout",

@@ -13,6 +13,7 @@ from sqlmodel import Session, col, select
 from edge.api.auth import Courier, Operator, Terminal
 from edge.api.cabinets import cabinet_kiosk_routes, cabinet_operator_routes
 from edge.api.facepay import facepay_kiosk_routes, facepay_operator_routes
+from edge.api.scans import scan_kiosk_routes
 from edge.api.schemas import (
     CompartmentOut,
     CourierLogin,
@@ -132,6 +133,9 @@ def create_api(edge: EdgeApp) -> FastAPI:
         facepay_kiosk_routes(edge), prefix="/api/v1/kiosk", tags=["kiosk"], responses=ERRORS
     )
     api.include_router(
+        scan_kiosk_routes(edge), prefix="/api/v1/kiosk", tags=["kiosk"], responses=ERRORS
+    )
+    api.include_router(
         facepay_operator_routes(edge), prefix="/api/v1", tags=["operator"], responses=ERRORS
     )
 
@@ -177,6 +181,7 @@ def create_api(edge: EdgeApp) -> FastAPI:
         edge.metrics.read_sync(edge.sync, edge.keeper)
         edge.metrics.read_commands(edge.commands)
         edge.metrics.read_facepay(edge.facepay)
+        edge.metrics.read_scans(edge.scans)
         return Response(edge.metrics.render(), media_type="text/plain; version=0.0.4")
 
     return api

@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from drivers.camera.codes import SYMBOLOGIES
 from edge.config.types import Strict
 from models.errors import ManifestError
 from models.manifest import Manifest, load_manifest, parse_model_spec
@@ -44,6 +45,17 @@ class TerminalConfig(Strict):
     nir_camera: CameraConfig | None = None
     """A near-infrared camera beside the colour one: a screen replaying a face shows nothing."""
     nir_calibration: NirCalibration = NirCalibration()
+    codes: list[str] = Field(default_factory=list)
+    """Codes the colour camera also reads, for the kiosk's screens (``qr`` for member QR
+    codes; ``code128``, ``ean13``… for barcodes). Empty: the camera reads no codes."""
+
+    @field_validator("codes")
+    @classmethod
+    def _known_symbologies(cls, codes: list[str]) -> list[str]:
+        unknown = [code for code in codes if code not in SYMBOLOGIES]
+        if unknown:
+            raise ValueError(f"unknown code {unknown[0]!r}: use some of {', '.join(SYMBOLOGIES)}")
+        return list(dict.fromkeys(codes))
 
 
 class ModelsConfig(Strict):

@@ -540,6 +540,19 @@ def test_missing_required_settings() -> None:
             id="operator-model-spec-invalid",
         ),
         pytest.param(
+            lambda d: d.update(
+                facepay={
+                    "template_key_file": "template.key",
+                    "terminals": [
+                        {"id": "kiosk-1", "camera": {"uri": "/dev/video0"}, "codes": ["qr", "qr2"]}
+                    ],
+                }
+            ),
+            "facepay.terminals[0].codes",
+            "unknown code 'qr2'",
+            id="face-camera-unknown-code",
+        ),
+        pytest.param(
             lambda d: d["lockboards"][0].update(query_all_closed_bit=2),
             "lockboards[0].query_all_closed_bit",
             "0 or 1",

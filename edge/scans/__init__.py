@@ -1,0 +1,1 @@
+"""Codes scanned at the site's kiosks, from whatever device read them, for the kiosk flows."""
