@@ -37,7 +37,7 @@ from edge.cabinet.errors import (
     UnknownSession,
 )
 from edge.cabinet.inventory import CabinetInventory
-from edge.cabinet.settlement import Settlement, settle
+from edge.cabinet.settlement import Line, Settlement, settle
 from edge.catalog.prices import PriceBook
 from edge.clock import Clock, rfc3339
 from edge.config.cabinets import CabinetConfig
@@ -675,6 +675,10 @@ class CabinetService:
                     name=line.name,
                     price_version=line.price_version,
                     amount=line.amount,
+                    regular_amount=line.regular_amount,
+                    promotion_id=line.promotion_id,
+                    promotion_version=line.promotion_version,
+                    price_source=line.price_source,
                 )
             )
         payment_id = str(uuid.uuid4())
@@ -702,16 +706,7 @@ class CabinetService:
                 "currency": result.currency,
                 "total": result.total,
                 "price_at": rfc3339(live.price_at),
-                "lines": [
-                    {
-                        "epc": line.epc,
-                        "gtin": line.gtin,
-                        "name": line.name,
-                        "price_version": line.price_version,
-                        "amount": line.amount,
-                    }
-                    for line in result.lines
-                ],
+                "lines": [_line_dict(line) for line in result.lines],
                 "payment": {
                     "id": payment_id,
                     "method": method,
@@ -1073,14 +1068,22 @@ def _item(epc: str) -> dict[str, Any]:
     return {"epc": epc, "gtin": decoded.gtin, "serial": decoded.serial}
 
 
-def _line_dict(line: OrderLine) -> dict[str, Any]:
-    return {
+def _line_dict(line: OrderLine | Line) -> dict[str, Any]:
+    described: dict[str, Any] = {
         "epc": line.epc,
         "gtin": line.gtin,
         "name": line.name,
         "price_version": line.price_version,
         "amount": line.amount,
     }
+    # Only where the amount is not the price version's own: old events keep their shape.
+    if line.regular_amount is not None:
+        described["regular_amount"] = line.regular_amount
+    if line.promotion_id is not None:
+        described["promotion"] = {"id": line.promotion_id, "version": line.promotion_version}
+    if line.price_source != "catalog":
+        described["price_source"] = line.price_source
+    return described
 
 
 def _view_of_live(live: Live) -> SessionView:

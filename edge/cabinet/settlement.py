@@ -21,6 +21,11 @@ class Line:
     name: str
     price_version: int
     amount: int
+    regular_amount: int | None = None
+    """The price version's amount, where a promotion or a label's lower price applied."""
+    promotion_id: str | None = None
+    promotion_version: int | None = None
+    price_source: str = "catalog"
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +80,7 @@ def settle(
         elif quote.currency != currency:
             unpriced.append(Unpriced(epc, gtin, "currency"))
         else:
-            lines.append(Line(epc, gtin, quote.name, quote.version, quote.amount))
+            lines.append(_line(epc, quote))
     return Settlement(
         tuple(taken),
         tuple(added),
@@ -83,4 +88,19 @@ def settle(
         tuple(unpriced),
         sum(line.amount for line in lines),
         currency,
+    )
+
+
+def _line(epc: str, quote: Quote) -> Line:
+    lowered = quote.amount != quote.regular_amount
+    return Line(
+        epc,
+        quote.gtin,
+        quote.name,
+        quote.version,
+        quote.amount,
+        regular_amount=quote.regular_amount if lowered else None,
+        promotion_id=quote.promotion_id,
+        promotion_version=quote.promotion_version,
+        price_source=quote.source,
     )

@@ -7,11 +7,11 @@ Applying the same command twice leaves the catalogue as applying it once.
 
 from __future__ import annotations
 
-from datetime import UTC
+from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
-from pydantic import AwareDatetime, Field, field_validator
+from pydantic import AwareDatetime, Field, field_validator, model_validator
 
 from edge.clock import Clock
 from edge.commands.dispatcher import CommandDispatcher
@@ -19,7 +19,7 @@ from edge.commands.errors import CommandFailed
 from edge.commands.schema import CommandData
 from edge.commands.verify import VerifiedCommand
 from edge.db import Transaction
-from edge.db.tables import Price, Product
+from edge.db.tables import Price, Product, Promotion
 
 MAX_ITEMS = 20_000
 
@@ -58,9 +58,33 @@ class PriceIn(CommandData):
     _gtin = field_validator("gtin")(gtin14)
 
 
+class PromotionIn(CommandData):
+    id: str = Field(min_length=1, max_length=64)
+    version: int = Field(ge=1)
+    """A later version of the same promotion replaces it (a changed window, a cancellation)."""
+    gtin: str
+    amount: int = Field(ge=0, le=100_000_000)
+    """The promotional price, in minor units; a promotion above the regular price is ignored."""
+    currency: str = Field(default="CNY", pattern=r"^[A-Z]{3}$")
+    starts_at: AwareDatetime
+    ends_at: AwareDatetime
+    text: str | None = Field(default=None, max_length=16)
+    """What the shelf label says, e.g. 限时特价."""
+    cancelled: bool = False
+
+    _gtin = field_validator("gtin")(gtin14)
+
+    @model_validator(mode="after")
+    def _window(self) -> PromotionIn:
+        if self.ends_at <= self.starts_at:
+            raise ValueError("a promotion must end after it starts")
+        return self
+
+
 class CatalogUpsert(CommandData):
     products: list[ProductIn] = Field(default_factory=list, max_length=MAX_ITEMS)
     prices: list[PriceIn] = Field(default_factory=list, max_length=MAX_ITEMS)
+    promotions: list[PromotionIn] = Field(default_factory=list, max_length=MAX_ITEMS)
 
 
 def register_catalog_commands(dispatcher: CommandDispatcher, clock: Clock) -> None:
@@ -120,7 +144,54 @@ def apply_upsert(
             )
         )
         prices_added += 1
-    result = {"products_changed": products_changed, "prices_added": prices_added}
-    if products_changed or prices_added:
+    promotions_added = sum(_add_promotion(tx, promotion, moment) for promotion in data.promotions)
+    result = {
+        "products_changed": products_changed,
+        "prices_added": prices_added,
+        "promotions_added": promotions_added,
+    }
+    if products_changed or prices_added or promotions_added:
         tx.emit("catalog.updated", {"command_id": command.id, **result})
     return result
+
+
+def _add_promotion(tx: Transaction, promotion: PromotionIn, moment: datetime) -> bool:
+    """Store one promotion version; False if it is already stored with the same values."""
+    s = tx.session
+    row = Promotion(
+        id=promotion.id,
+        version=promotion.version,
+        gtin=promotion.gtin,
+        amount=promotion.amount,
+        currency=promotion.currency,
+        starts_at=promotion.starts_at.astimezone(UTC),
+        ends_at=promotion.ends_at.astimezone(UTC),
+        text=promotion.text,
+        cancelled=promotion.cancelled,
+        updated_at=moment,
+    )
+    compared = ("gtin", "amount", "currency", "starts_at", "ends_at", "text", "cancelled")
+    existing = s.get(Promotion, (promotion.id, promotion.version))
+    if existing is not None:
+        if any(_aware(getattr(existing, k)) != getattr(row, k) for k in compared):
+            raise CommandFailed(
+                "promotion_version_conflict",
+                f"version {promotion.version} of promotion {promotion.id} already exists with "
+                "other values; publish a new version instead",
+            )
+        return False
+    if s.get(Product, promotion.gtin) is None:
+        raise CommandFailed(
+            "unknown_product",
+            f"promotion {promotion.id} for {promotion.gtin}, which is not in the catalogue",
+        )
+    s.add(row)
+    s.flush()
+    return True
+
+
+def _aware(value: object) -> object:
+    """SQLite returns datetimes (stored in UTC) without their zone."""
+    if isinstance(value, datetime) and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value

@@ -219,6 +219,13 @@ class OrderLine(SQLModel, table=True):
     name: str
     price_version: int
     amount: int
+    """What was charged: the lower of the price in force and any price a label still showed."""
+    regular_amount: int | None = None
+    """The price version's amount, where a promotion or a label's older price made it lower."""
+    promotion_id: str | None = None
+    promotion_version: int | None = None
+    price_source: str = "catalog"
+    """``catalog`` (the price in force) or ``label`` (a lower price a shelf label still showed)."""
 
 
 class PaymentRequest(SQLModel, table=True):
@@ -281,3 +288,64 @@ class FaceVerification(SQLModel, table=True):
     expires_at: datetime
     used_by: str | None = Field(default=None, unique=True)
     """The cabinet session it opened: one verification, one session."""
+
+
+class Promotion(SQLModel, table=True):
+    """One version of a promotion: a product's price lowered for a window. The latest version
+    of an ``id`` is the one that counts (a later version may cancel it)."""
+
+    __table_args__ = (Index("ix_promotion_gtin", "gtin"),)
+
+    id: str = Field(primary_key=True)
+    version: int = Field(primary_key=True)
+    gtin: str
+    amount: int
+    """The promotional price (minor units); never above the regular price."""
+    currency: str
+    starts_at: datetime
+    ends_at: datetime
+    text: str | None = None
+    """What the label says about it, e.g. 限时特价."""
+    cancelled: bool = False
+    updated_at: datetime
+
+
+class Label(SQLModel, table=True):
+    """An electronic shelf label bound (``label.bind``) to a product and a template."""
+
+    id: str = Field(primary_key=True)
+    """The label's address at its access point (its MAC, upper-case hex)."""
+    gtin: str | None = Field(default=None, index=True)
+    """None once unbound: the label is cleared and left alone."""
+    template: str
+    access_point: str
+    bound_at: datetime
+    updated_at: datetime
+
+
+class LabelPush(SQLModel, table=True):
+    """What a label should show, and how far delivering it has got. One row per label: a newer
+    content replaces a push not yet delivered, so a label never shows an older price last."""
+
+    __tablename__ = "label_push"
+    __table_args__ = (Index("ix_label_push_due", "state", "effective_at"),)
+
+    label_id: str = Field(primary_key=True)
+    content_key: str
+    """Hash of what the label shows: an unchanged content is never pushed again."""
+    content: dict[str, object] = Field(sa_column=Column(JSON, nullable=False))
+    effective_at: datetime
+    """From when this content is right (the price change it shows); pushes go in this order."""
+    state: str = Field(index=True)
+    """``queued``, ``uploaded`` (waiting for the tag to fetch it), ``confirmed`` or ``failed``."""
+    attempts: int = 0
+    next_try_at: datetime | None = None
+    upload_hash: str | None = None
+    uploaded_at: datetime | None = None
+    deadline_at: datetime | None = None
+    """No confirmation by then: ``label.failed``."""
+    confirmed_at: datetime | None = None
+    last_error: str | None = None
+    shown: dict[str, object] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    """The last content the label confirmed (its price), which may lag behind ``content``."""
+    updated_at: datetime

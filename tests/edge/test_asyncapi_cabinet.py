@@ -109,7 +109,7 @@ async def catalogue_by_command(app: EdgeApp, clock: ManualClock) -> None:
     )
     outcome = await app.commands.handle(json.dumps(envelope).encode())
     assert outcome.ok, outcome
-    assert outcome.result == {"products_changed": 5, "prices_added": 5}
+    assert outcome.result == {"products_changed": 5, "prices_added": 5, "promotions_added": 0}
     await app.prices.current()
 
 

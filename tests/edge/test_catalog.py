@@ -94,8 +94,8 @@ async def test_the_same_upsert_twice_changes_nothing_the_second_time(
         lambda s: s.exec(select(OutboxEvent).where(OutboxEvent.type == "command.result")).all()
     )
     assert [r.data["result"] for r in results] == [
-        {"products_changed": 1, "prices_added": 1},
-        {"products_changed": 0, "prices_added": 0},
+        {"products_changed": 1, "prices_added": 1, "promotions_added": 0},
+        {"products_changed": 0, "prices_added": 0, "promotions_added": 0},
     ]
     updated = await app.db.read(
         lambda s: s.exec(select(OutboxEvent).where(OutboxEvent.type == "catalog.updated")).all()
