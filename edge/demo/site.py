@@ -27,6 +27,8 @@ from edge.db import Transaction
 from edge.db.tables import Price, Product
 
 # Well-known on purpose: the demo runs on loopback with simulated hardware only.
+SITE_ID = "demo-site"
+KIOSK_ID = "kiosk-1"
 KIOSK_TOKEN = "demo-kiosk-token"  # noqa: S105
 OPERATOR_TOKEN = "demo-operator-token"  # noqa: S105
 COURIER_ID, COURIER_CREDENTIAL = "courier-1", "2468"
@@ -78,6 +80,8 @@ class SimulatedSite:
     reader_protocol: str = "r2000"
     """Which reader family the cabinet has: r2000 (two antennas), chafon or m100 (one)."""
     reader: R2000Simulator | ChafonSimulator | M100Simulator | None = None
+    facepay: dict[str, Any] | None = None
+    """The ``facepay`` section (face payment at the kiosk's camera), when the site has it."""
 
     async def start(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -147,12 +151,12 @@ class SimulatedSite:
     def config(self, http_port: int = 8080, **overrides: Any) -> EdgeConfig:
         assert self.boards and self.frozen and self.sensors
         document: dict[str, Any] = {
-            "site": {"id": "demo-site", "name": "Demo parcel and fresh-food locker"},
+            "site": {"id": SITE_ID, "name": "Demo parcel and fresh-food locker"},
             "data_dir": str(self.workdir),
             "logging": {"level": "WARNING", "format": "console"},
             "http": {"host": "127.0.0.1", "port": http_port, "operator_token": OPERATOR_TOKEN},
             "code_secret": secrets.token_hex(16),
-            "kiosks": [{"id": "kiosk-1", "token": KIOSK_TOKEN}],
+            "kiosks": [{"id": KIOSK_ID, "token": KIOSK_TOKEN}],
             "lockboards": [
                 {
                     "name": "lockers",
@@ -218,6 +222,8 @@ class SimulatedSite:
                     "door_open_timeout_s": 5,
                 }
             ]
+        if self.facepay is not None:
+            document["facepay"] = self.facepay
         for key, value in overrides.items():
             document[key] = value
         return EdgeConfig.model_validate(document)
