@@ -570,7 +570,14 @@ async def test_commands_and_their_answers_match_the_document(
     ]
     assert publisher.rewound == [0]
     updated = [e["data"] for e in envelopes if e["type"] == "catalog.updated"]
-    assert updated == [{"command_id": sent[5]["id"], "products_changed": 2, "prices_added": 2, "promotions_added": 0}]
+    assert updated == [
+        {
+            "command_id": sent[5]["id"],
+            "products_changed": 2,
+            "prices_added": 2,
+            "promotions_added": 0,
+        }
+    ]
     code_doc = document["components"]["schemas"]["CommandErrorCode"]["description"]
     results = documented_results(document)
     for answer in answers:

@@ -1,0 +1,1 @@
+"""Electronic shelf labels: what each label shows, rendered and sent to the shelf."""
