@@ -15,6 +15,8 @@ from typing import Any
 
 import uvicorn
 
+from drivers.esl.backend import LabelBackend
+from drivers.esl.openepaperlink import OpenEPaperLinkAP
 from edge import __version__
 from edge.cabinet.service import CabinetService
 from edge.catalog.commands import register_catalog_commands
@@ -29,6 +31,7 @@ from edge.devices.health import DeviceHealth
 from edge.facepay.service import FacePayService
 from edge.hardware.locks import LockController
 from edge.hardware.rfid import ReaderHub
+from edge.labels.service import LabelService
 from edge.lockers.commands import register_locker_commands
 from edge.lockers.service import LockerService
 from edge.lockers.temperature import TemperatureMonitor
@@ -87,6 +90,7 @@ class EdgeApp:
         self.sync = self._build_sync(config) if config.mqtt is not None else None
         if self.sync is not None:
             register_sync_commands(self.commands, self.db, self.sync.uplink)
+        self.labels = self._build_labels(config) if config.labels is not None else None
         self.scans = ScanHub(self.db.clock)
         self.facepay = self._build_facepay(config) if config.facepay is not None else None
         self.scanners = (
@@ -131,6 +135,29 @@ class EdgeApp:
             engine.snapshots["cabinets"] = reports.cabinets
         self.db.add_event_listener(lambda _events: engine.snapshot_changed())
         return engine
+
+    def _build_labels(self, config: EdgeConfig) -> LabelService:
+        assert config.labels is not None
+        backends: dict[str, LabelBackend] = {
+            ap.name: OpenEPaperLinkAP(ap.url, timeout_s=ap.timeout_s, name=ap.name)
+            for ap in config.labels.access_points
+        }
+        for name in backends:
+            self.health.register(name, "esl_access_point")
+        service = LabelService(
+            config.labels,
+            self.db,
+            self.prices,
+            self.db.clock,
+            backends,
+            on_availability=self._access_point_availability,
+        )
+        service.register_commands(self.commands)
+        return service
+
+    def _access_point_availability(self, name: str, available: bool, reason: str | None) -> None:
+        if not self._stopping:
+            self.health.set(name, available, reason)
 
     def _build_facepay(self, config: EdgeConfig) -> FacePayService:
         assert config.facepay is not None
@@ -180,6 +207,8 @@ class EdgeApp:
     def _catalog_changed(self, events: list[Envelope]) -> None:
         if any(event.type == "catalog.updated" for event in events):
             self.prices.changed()
+            if self.labels is not None:
+                self.labels.catalog_changed()
 
     async def start(self, serve_http: bool = True) -> None:
         self.lockers.sync_from_config()
@@ -216,6 +245,8 @@ class EdgeApp:
             await self.facepay.decide_pending_payments()  # orders a crash left undecided
         for scanner in self.scanners:
             scanner.start()
+        if self.labels is not None:
+            await self.labels.start()
         await self.keeper.check()
         self.supervisor.start("outbox-retention", self.keeper.run_forever)
         self.supervisor.start("command-receipts", self._prune_receipts_forever)
@@ -324,6 +355,8 @@ class EdgeApp:
         await self.cabinets.close()
         for scanner in self.scanners:
             await scanner.stop()
+        if self.labels is not None:
+            await self.labels.close()
         if self.facepay is not None:
             await self.facepay.close()
         await self.readers.close()

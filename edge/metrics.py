@@ -23,6 +23,7 @@ from edge.sync.engine import SyncEngine
 
 if TYPE_CHECKING:
     from edge.facepay.service import FacePayService
+    from edge.labels.service import LabelService
 
 
 class Metrics:
@@ -96,6 +97,29 @@ class Metrics:
             "edge_scans",
             "Codes scanned at kiosks since start, by device and symbology",
             ["device", "symbology"],
+            registry=r,
+        )
+        self.label_pushes = Gauge(
+            "edge_label_pushes",
+            "Shelf label pushes of bound labels by state (queued, uploaded, confirmed, failed)",
+            ["state"],
+            registry=r,
+        )
+        self.label_uploads = Gauge(
+            "edge_label_uploads",
+            "Label images an access point accepted since start",
+            ["access_point"],
+            registry=r,
+        )
+        self.label_upload_errors = Gauge(
+            "edge_label_upload_errors",
+            "Label uploads an access point refused or did not answer since start",
+            ["access_point"],
+            registry=r,
+        )
+        self.label_render_ms = Gauge(
+            "edge_label_render_milliseconds",
+            "Median time to render one label image, over the last hundred",
             registry=r,
         )
         self.facepay_members = Gauge(
@@ -193,6 +217,19 @@ class Metrics:
         self.facepay_offline.set(1 if facepay.payments.upstream_unreachable() else 0)
         if facepay.last_frame_ms:
             self.facepay_frame_ms.set(statistics.median(facepay.last_frame_ms))
+
+    def read_labels(self, labels: LabelService | None, counts: dict[str, int]) -> None:
+        if labels is None:
+            return
+        for state, count in counts.items():
+            self.label_pushes.labels(state).set(count)
+        times: list[float] = []
+        for name, deliverer in labels.deliverers.items():
+            self.label_uploads.labels(name).set(deliverer.uploads)
+            self.label_upload_errors.labels(name).set(deliverer.upload_errors)
+            times += deliverer.render_ms
+        if times:
+            self.label_render_ms.set(statistics.median(times))
 
     def read_scans(self, scans: ScanHub) -> None:
         for (device, symbology), count in scans.counts.items():

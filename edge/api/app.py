@@ -13,6 +13,7 @@ from sqlmodel import Session, col, select
 from edge.api.auth import Courier, Operator, Terminal
 from edge.api.cabinets import cabinet_kiosk_routes, cabinet_operator_routes
 from edge.api.facepay import facepay_kiosk_routes, facepay_operator_routes
+from edge.api.labels import label_operator_routes
 from edge.api.scans import scan_kiosk_routes
 from edge.api.schemas import (
     CompartmentOut,
@@ -34,6 +35,7 @@ from edge.api.schemas import (
 from edge.cabinet.errors import CabinetError
 from edge.db.tables import Compartment, OutboxEvent, Parcel
 from edge.facepay.service import FacePayError
+from edge.labels.pushes import counts as label_counts
 from edge.lockers.errors import LockerError
 from edge.lockers.service import OpenedDoor
 from edge.lockers.states import CompartmentState
@@ -133,6 +135,9 @@ def create_api(edge: EdgeApp) -> FastAPI:
         facepay_kiosk_routes(edge), prefix="/api/v1/kiosk", tags=["kiosk"], responses=ERRORS
     )
     api.include_router(
+        label_operator_routes(edge), prefix="/api/v1", tags=["operator"], responses=ERRORS
+    )
+    api.include_router(
         scan_kiosk_routes(edge), prefix="/api/v1/kiosk", tags=["kiosk"], responses=ERRORS
     )
     api.include_router(
@@ -182,6 +187,8 @@ def create_api(edge: EdgeApp) -> FastAPI:
         edge.metrics.read_commands(edge.commands)
         edge.metrics.read_facepay(edge.facepay)
         edge.metrics.read_scans(edge.scans)
+        if edge.labels is not None:
+            edge.metrics.read_labels(edge.labels, await edge.db.read(label_counts))
         return Response(edge.metrics.render(), media_type="text/plain; version=0.0.4")
 
     return api

@@ -155,6 +155,9 @@ class PriceBook:
         else:
             self._shown[gtin] = lowest
 
+    def shown_gtins(self) -> list[str]:
+        return list(self._shown)
+
     def next_change(self, gtin: str, after: datetime) -> datetime | None:
         """The first instant after ``after`` at which the catalogue's price of ``gtin`` may
         change (a version taking effect, a promotion starting or ending)."""

@@ -14,6 +14,7 @@ from pydantic import Field, field_validator, model_validator
 
 from edge.config.cabinets import CabinetConfig, RfidReaderConfig
 from edge.config.facepay import FacePayConfig
+from edge.config.labels import LabelsConfig
 from edge.config.sync import CommandsConfig, MqttConfig, OutboxConfig
 from edge.config.types import Bit, Secret, StopBits, Strict
 
@@ -197,6 +198,8 @@ class EdgeConfig(Strict):
     cabinets: list[CabinetConfig] = Field(default_factory=list)
     facepay: FacePayConfig | None = None
     """Face payment; without it shoppers identify by member QR code only."""
+    labels: LabelsConfig | None = None
+    """Electronic shelf labels; without it ``label.bind`` and ``label.refresh`` are refused."""
     mqtt: MqttConfig | None = None
     """The upstream broker; without it the site runs alone and events wait in the outbox."""
     commands: CommandsConfig = CommandsConfig()

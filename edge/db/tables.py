@@ -340,7 +340,10 @@ class LabelPush(SQLModel, table=True):
     """``queued``, ``uploaded`` (waiting for the tag to fetch it), ``confirmed`` or ``failed``."""
     attempts: int = 0
     next_try_at: datetime | None = None
-    upload_hash: str | None = None
+    upload_receipt: dict[str, object] | None = Field(
+        default=None, sa_column=Column(JSON, nullable=True)
+    )
+    """What the access point answered to the upload: how to tell when the label shows it."""
     uploaded_at: datetime | None = None
     deadline_at: datetime | None = None
     """No confirmation by then: ``label.failed``."""

@@ -157,4 +157,3 @@ async def test_order_lines_record_the_promotion_and_a_label_price_still_shown(
     assert quote is not None and (quote.amount, quote.source) == (750, "catalog")
     book.show(BREAD, [])
     assert book.quote(BREAD, T0 + HOUR) == book.catalogue_quote(BREAD, T0 + HOUR)
-

@@ -50,7 +50,7 @@ def upgrade() -> None:
         sa.Column("state", sa.String(), nullable=False),
         sa.Column("attempts", sa.Integer(), nullable=False),
         sa.Column("next_try_at", sa.DateTime(), nullable=True),
-        sa.Column("upload_hash", sa.String(), nullable=True),
+        sa.Column("upload_receipt", sa.JSON(), nullable=True),
         sa.Column("uploaded_at", sa.DateTime(), nullable=True),
         sa.Column("deadline_at", sa.DateTime(), nullable=True),
         sa.Column("confirmed_at", sa.DateTime(), nullable=True),
