@@ -158,8 +158,17 @@ class LabelBackend(Protocol):
         """The id as the backend reports it (the keys of ``states``); ``InvalidLabelId`` if bad."""
         ...
 
-    async def upload(self, label_id: str, image_jpeg: bytes, *, dither: bool = False) -> Upload:
-        """Hand one image to the backend for one label. One request, no retries."""
+    async def upload(
+        self,
+        label_id: str,
+        image_jpeg: bytes,
+        *,
+        dither: bool = False,
+        baseline: TagState | None = None,
+    ) -> Upload:
+        """Hand one image to the backend for one label. One request, no retries. ``baseline``:
+        the label's state read just before (from ``states``), which the caller may have
+        recorded first, so that a crash between recording and uploading loses nothing."""
         ...
 
     async def states(self, label_ids: Collection[str] | None = None) -> dict[str, TagState]:

@@ -142,6 +142,11 @@ class Deliverer:
         return min(self.settings.retry_max_s, base) * (0.8 + 0.4 * self._rng.random())
 
     async def _send(self, push: DuePush) -> bool:
+        """Render, record the upload with the label's state just before it, then upload.
+
+        Recording first means a crash during the upload loses nothing: the confirmer judges
+        the recorded upload, and one the access point never got is sent again (``dropped``).
+        """
         if push.deadline_at is not None and self.clock.now() >= push.deadline_at:
             await self._fail(push.label_id, push.content_key, "not_confirmed")
             return True
@@ -156,27 +161,40 @@ class Deliverer:
         self.render_ms = [*self.render_ms[-99:], (time.perf_counter() - started) * 1000]
         await self._pace()
         try:
-            upload = await self.backend.upload(push.label_id, image)
+            baseline = (await self.backend.states([push.label_id])).get(push.label_id)
         except EslError as exc:
-            self.upload_errors += 1
-            if exc.retryable:
-                await self._hold_back(push, exc)
-                return False
-            await self._fail(push.label_id, push.content_key, f"upload_refused: {exc}")
+            return await self._refused(push, exc)
+        if baseline is None:
+            await self._fail(push.label_id, push.content_key, "unknown_label")
             return True
-        self.uploads += 1
-        self._backoff_s = 0.0
-        self._set_available(True, None)
         now = self.clock.now()
         deadline = now + timedelta(seconds=self.settings.confirm_timeout_s)
-        receipt = _receipt(upload)
-        await self.db.transact(
+        receipt = _receipt(Upload(push.label_id, None, baseline, now))
+        recorded = await self.db.transact(
             lambda tx: pushes.mark_uploaded(
                 tx, push.label_id, push.content_key, receipt, now, deadline
             )
         )
+        if not recorded:
+            return True  # newer content replaced it meanwhile: that one goes next
+        try:
+            await self.backend.upload(push.label_id, image, baseline=baseline)
+        except EslError as exc:
+            return await self._refused(push, exc)
+        self.uploads += 1
+        self._backoff_s = 0.0
+        self._set_available(True, None)
         self._confirm_wake.set()
         self._moved()
+        return True
+
+    async def _refused(self, push: DuePush, exc: EslError) -> bool:
+        """False when the access point should be left alone for a while."""
+        self.upload_errors += 1
+        if exc.retryable:
+            await self._hold_back(push, exc)
+            return False
+        await self._fail(push.label_id, push.content_key, f"upload_refused: {exc}")
         return True
 
     async def _hold_back(self, push: DuePush, exc: EslError) -> None:

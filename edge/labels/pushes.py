@@ -152,7 +152,7 @@ def _current(tx: Transaction, label_id: str, key: str) -> LabelPush | None:
     return push if push is not None and push.content_key == key else None
 
 
-def mark_uploaded(
+def mark_uploaded(  # before the upload itself: see Deliverer._send
     tx: Transaction,
     label_id: str,
     key: str,
@@ -175,10 +175,11 @@ def mark_uploaded(
 def retry_later(
     tx: Transaction, label_id: str, key: str, now: datetime, at: datetime, error: str
 ) -> None:
+    """The access point did not take the push (busy, unreachable): send it again at ``at``."""
     push = _current(tx, label_id, key)
-    if push is not None and push.state == QUEUED:
-        push.next_try_at, push.last_error, push.updated_at = at, error, now
-        push.attempts += 1
+    if push is not None and push.state in (QUEUED, UPLOADED):
+        push.state, push.next_try_at, push.last_error, push.updated_at = QUEUED, at, error, now
+        push.upload_receipt = push.uploaded_at = None
         tx.session.add(push)
 
 
