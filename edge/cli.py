@@ -115,7 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = commands.add_parser("bench", help="run a benchmark; the last line is JSON")
     bench.add_argument(
-        "name", choices=["locker", "sync", "fleet", "rfid", "facepay"], help="which benchmark"
+        "name",
+        choices=["locker", "sync", "fleet", "rfid", "facepay", "labels"],
+        help="which benchmark",
     )
     bench.add_argument("--cycles", type=int, default=1000, help="locker: deposit+pickup cycles")
     bench.add_argument(
@@ -134,6 +136,9 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=1_000_000,
         help="facepay: gallery size of the 1:N search and faiss comparison",
+    )
+    bench.add_argument(
+        "--labels", type=int, default=10_000, help="labels: bound labels repriced end to end"
     )
     bench.set_defaults(handler=cmd_bench)
     return parser
@@ -259,6 +264,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
         from edge.bench.facepay import run_facepay_bench
 
         return run_facepay_bench(args.frames, args.search_members)
+    if args.name == "labels":
+        from edge.bench.labels import run_labels_bench
+
+        return run_labels_bench(args.labels)
     from edge.bench.locker import run_locker_bench
 
     return asyncio.run(run_locker_bench(args.cycles))

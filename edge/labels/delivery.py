@@ -114,8 +114,13 @@ class Deliverer:
             if not batch:
                 await self._idle_until_due()
                 continue
+            try:  # one read of the batch's labels: the baselines of their uploads
+                baselines = await self.backend.states([push.label_id for push in batch])
+            except EslError as exc:
+                await self._refused(batch[0], exc)
+                continue
             for push in batch:
-                if not await self._send(push):
+                if not await self._send(push, baselines.get(push.label_id)):
                     break  # the access point is busy or gone: back off before the next one
 
     async def _idle_until_due(self) -> None:
@@ -141,8 +146,8 @@ class Deliverer:
         base = self.settings.retry_initial_s * float(2 ** max(0, attempts - 1))
         return min(self.settings.retry_max_s, base) * (0.8 + 0.4 * self._rng.random())
 
-    async def _send(self, push: DuePush) -> bool:
-        """Render, record the upload with the label's state just before it, then upload.
+    async def _send(self, push: DuePush, baseline: TagState | None) -> bool:
+        """Render, record the upload with the label's state read before it, then upload.
 
         Recording first means a crash during the upload loses nothing: the confirmer judges
         the recorded upload, and one the access point never got is sent again (``dropped``).
@@ -160,10 +165,6 @@ class Deliverer:
             return True
         self.render_ms = [*self.render_ms[-99:], (time.perf_counter() - started) * 1000]
         await self._pace()
-        try:
-            baseline = (await self.backend.states([push.label_id])).get(push.label_id)
-        except EslError as exc:
-            return await self._refused(push, exc)
         if baseline is None:
             await self._fail(push.label_id, push.content_key, "unknown_label")
             return True
@@ -237,9 +238,13 @@ class Deliverer:
                 await self._confirm_wake.wait()
                 self._confirm_wake.clear()
                 continue
+            started = time.monotonic()
             await self.confirm(waiting)
+            # Reading a large tag database takes a while and holds the access point's one
+            # connection: never spend more than a third of the time reading it.
+            pause = max(self.config.poll_interval_s, 2 * (time.monotonic() - started))
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self.config.poll_interval_s):
+                async with asyncio.timeout(pause):
                     await self._confirm_wake.wait()  # new uploads do not hurry the labels…
             self._confirm_wake.clear()
 
