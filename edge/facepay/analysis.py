@@ -55,7 +55,8 @@ class FaceAnalyser:
         if report.passed and embed:
             embedding = self.embedder.embed(aligned)
             if self.spoof is not None:
-                live = self.spoof.live_probability(aligned)
+                # Cropped as the model asks (crop_scale), not the tight aligned face.
+                live = self.spoof.live_probability_in_frame(frame, face.box)
         marks.append(time.perf_counter())
         return FrameAnalysis(
             face,

@@ -309,7 +309,10 @@ class FaceCheck:
         if self.analyser.spoof is not None:
             live = float(np.mean(self._live_scores)) if self._live_scores else 0.0
             liveness["antispoof"] = round(live, 4)
-            threshold = self.config.liveness.antispoof_threshold or 0.5
+            # The operator's setting, else the threshold the model's own spec names.
+            threshold = self.config.liveness.antispoof_threshold
+            if threshold is None:
+                threshold = self.analyser.spoof.spec.thresholds.live
             if live < threshold:
                 self._fail("spoof_suspected")
                 return

@@ -183,6 +183,14 @@ class FacePayService:
                 "Please pay with your member QR code.",
                 status=503,
             )
+        nir = terminal.nir
+        if nir is not None and self.config.liveness.nir_required and not nir.available:
+            raise FacePayError(
+                "camera_unavailable",
+                "Face payment is not available right now: the infrared camera does not answer. "
+                "Please pay with your member QR code.",
+                status=503,
+            )
         for check in self.checks.values():
             if check.terminal.id == terminal_id and not check.finished:
                 check.cancel("superseded")  # one shopper at a screen at a time
