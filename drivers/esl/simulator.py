@@ -700,7 +700,10 @@ def _plane_luts(colors: int) -> tuple[list[int], ...]:
 
 async def _serve(args: argparse.Namespace) -> None:
     sim = AccessPointSimulator(
-        host=args.host, port=args.port, checkin_interval_s=args.checkin_interval
+        host=args.host,
+        port=args.port,
+        checkin_interval_s=args.checkin_interval,
+        page_pos_bits=None if args.wide_paging else 8,
     )
     macs = sim.add_tags(args.tags, hw_type=args.hw_type)
     url = await sim.start()
@@ -721,6 +724,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--hw-type", type=lambda s: int(s, 0), default=0x01)
     parser.add_argument(
         "--checkin-interval", type=float, default=10.0, help="seconds; 0 = tags never check in"
+    )
+    parser.add_argument(
+        "--wide-paging",
+        action="store_true",
+        help="page get_db past tag 255 (the firmware cannot: for benchmarks of large sites)",
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO)

@@ -5,8 +5,9 @@
 - ``reprice_10k_s``: every one of 10,000 bound labels showing version 1 of its product's
   price; version 2 of all prices is committed, and the clock runs until the last label has
   confirmed it: planned, rendered, recorded, uploaded to the OpenEPaperLink access point
-  simulator over HTTP (unpaced: ``uploads_per_s`` far above what it takes), fetched by the
-  tags at their check-ins, and confirmed from the AP's tag database.
+  simulator over HTTP (its own process; unpaced: ``uploads_per_s`` far above what it takes),
+  fetched by the tags at their check-ins (every second), and confirmed from the AP's tag
+  database (its confirmer reads it every 5 s, or less often when reading takes long).
   ``upload_per_s`` is the rate that implies; a real ESP32 access point takes a few a second,
   which ``uploads_per_s`` in the configuration matches.
 """
@@ -15,6 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -24,7 +27,6 @@ from pathlib import Path
 from sqlmodel import select
 
 from drivers.esl.openepaperlink import OpenEPaperLinkAP
-from drivers.esl.simulator import AccessPointSimulator
 from edge.bench.report import emit, machine, median, progress
 from edge.catalog.prices import PriceBook
 from edge.clock import Clock
@@ -68,46 +70,80 @@ def run_labels_bench(labels: int) -> int:
 
 
 async def _reprice(count: int) -> float:
+    """Seconds from version 2 committed to every label confirming it. The access point
+    simulator runs in its own process, as a real one runs on its own device."""
     logging.getLogger("drivers.esl").setLevel(logging.ERROR)
-    with tempfile.TemporaryDirectory(prefix="edge-bench-labels-") as workdir:
-        simulator = AccessPointSimulator(checkin_interval_s=0.2, page_pos_bits=None)
-        macs = simulator.add_tags(count, prefix=PREFIX)
-        async with simulator:
-            db = Database(Path(workdir) / "edge.db", "bench-site")
-            upgrade_to_head(db.engine)
-            since = datetime.now(UTC) - timedelta(hours=1)
-            await db.transact(lambda tx: _bound_catalogue(tx, macs, since))
-            prices = PriceBook(db)
-            prices.load_sync()
-            config = LabelsConfig.model_validate(
-                {
-                    "access_points": [
-                        {
-                            "name": "ap1",
-                            "url": simulator.base_url,
-                            "uploads_per_s": 1000,
-                            "poll_interval_s": 0.5,
-                        }
-                    ]
-                }
-            )
-            backend = OpenEPaperLinkAP(simulator.base_url, name="ap1")
-            service = LabelService(config, db, prices, Clock(), {"ap1": backend})
-            await _shown_as_version_1(db, prices)
-            await service.start()
-            deliverer = service.deliverers["ap1"]
-            try:
-                started = time.perf_counter()
-                await db.transact(lambda tx: _version_2(tx, macs))
-                prices.changed()
-                service.catalog_changed()
-                while deliverer.confirmed < count:
-                    await deliverer.wait_until(_more_than(deliverer.confirmed), 120)
-                    progress(deliverer.confirmed, count, "reprice")
-                return time.perf_counter() - started
-            finally:
-                await service.close()
-                db.close()
+    port = _free_port()
+    simulator = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "drivers.esl.simulator",
+        "--port",
+        str(port),
+        "--tags",
+        str(count),
+        "--checkin-interval",
+        "1",
+        "--wide-paging",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        macs = await _simulated_tags(simulator, count)
+        with tempfile.TemporaryDirectory(prefix="edge-bench-labels-") as workdir:
+            return await _reprice_through(f"http://127.0.0.1:{port}", macs, Path(workdir))
+    finally:
+        simulator.terminate()
+        await simulator.wait()
+
+
+async def _simulated_tags(simulator: asyncio.subprocess.Process, count: int) -> list[str]:
+    assert simulator.stdout is not None
+    macs: list[str] = []
+    async with asyncio.timeout(120):
+        while len(macs) < count:
+            line = (await simulator.stdout.readline()).decode()
+            if not line:
+                raise RuntimeError("the access point simulator stopped during start-up")
+            if line.startswith("  "):
+                macs.append(line.split()[0])
+    return macs
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+async def _reprice_through(url: str, macs: list[str], workdir: Path) -> float:
+    count = len(macs)
+    db = Database(workdir / "edge.db", "bench-site")
+    upgrade_to_head(db.engine)
+    since = datetime.now(UTC) - timedelta(hours=1)
+    await db.transact(lambda tx: _bound_catalogue(tx, macs, since))
+    prices = PriceBook(db)
+    prices.load_sync()
+    config = LabelsConfig.model_validate(
+        {"access_points": [{"name": "ap1", "url": url, "uploads_per_s": 1000}]}
+    )
+    service = LabelService(config, db, prices, Clock(), {"ap1": OpenEPaperLinkAP(url, name="ap1")})
+    await _shown_as_version_1(db, prices)
+    await service.start()
+    deliverer = service.deliverers["ap1"]
+    try:
+        started = time.perf_counter()
+        await db.transact(lambda tx: _version_2(tx, macs))
+        prices.changed()
+        service.catalog_changed()
+        while deliverer.confirmed < count:
+            await deliverer.wait_until(_more_than(deliverer.confirmed), 300)
+            progress(deliverer.confirmed, count, "reprice")
+        return time.perf_counter() - started
+    finally:
+        await service.close()
+        db.close()
 
 
 def _more_than(confirmed: int) -> Callable[[Deliverer], bool]:
