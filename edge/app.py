@@ -41,6 +41,7 @@ from edge.outbox.store import Envelope
 from edge.reports import SiteReports
 from edge.runtime.supervisor import Supervisor
 from edge.scans.cameras import camera_scanners
+from edge.scans.flows import ScanRouter
 from edge.scans.hub import ScanHub
 from edge.sync.engine import SyncEngine
 from edge.sync.replay import register_sync_commands
@@ -92,6 +93,8 @@ class EdgeApp:
             register_sync_commands(self.commands, self.db, self.sync.uplink)
         self.labels = self._build_labels(config) if config.labels is not None else None
         self.scans = ScanHub(self.db.clock)
+        self.scan_router = ScanRouter(self.scans, self.db.clock)
+        self.scans.listeners.append(lambda scan: self._spawn_check(self.scan_router.route(scan)))
         self.facepay = self._build_facepay(config) if config.facepay is not None else None
         self.scanners = (
             camera_scanners(

@@ -263,6 +263,7 @@ def cross_check(config: EdgeConfig) -> Iterator[tuple[PathParts, str]]:
 
     yield from _check_cabinets(config, ports, buses, seen_locks)
     yield from _check_facepay(config)
+    yield from _check_scanners(config, ports)
 
     id_lists: dict[PathParts, list[str]] = {
         ("kiosks",): [kiosk.id for kiosk in config.kiosks],
@@ -286,6 +287,26 @@ def _check_facepay(config: EdgeConfig) -> Iterator[tuple[PathParts, str]]:
                 ("facepay", "terminals", i, "id"),
                 f"no kiosk with id {terminal.id!r} under kiosks (a face terminal is a kiosk)",
             )
+
+
+def _check_scanners(
+    config: EdgeConfig, ports: dict[str, PathParts]
+) -> Iterator[tuple[PathParts, str]]:
+    kiosks = {kiosk.id for kiosk in config.kiosks}
+    names: set[str] = set()
+    for i, scanner in enumerate(config.scanners):
+        if scanner.name in names:
+            yield ("scanners", i, "name"), f"scanner name {scanner.name!r} is used twice"
+        names.add(scanner.name)
+        if scanner.kiosk not in kiosks:
+            yield ("scanners", i, "kiosk"), f"no kiosk with id {scanner.kiosk!r} under kiosks"
+        if scanner.kind == "serial":
+            if scanner.port in ports:
+                yield (
+                    ("scanners", i, "port"),
+                    f"port {scanner.port} is already used by {format_path(ports[scanner.port])}",
+                )
+            ports.setdefault(scanner.port, ("scanners", i))
 
 
 def _check_cabinets(

@@ -15,6 +15,7 @@ from pydantic import Field, field_validator, model_validator
 from edge.config.cabinets import CabinetConfig, RfidReaderConfig
 from edge.config.facepay import FacePayConfig
 from edge.config.labels import LabelsConfig
+from edge.config.scanners import ScannerConfig
 from edge.config.sync import CommandsConfig, MqttConfig, OutboxConfig
 from edge.config.types import Bit, Secret, StopBits, Strict
 
@@ -198,6 +199,8 @@ class EdgeConfig(Strict):
     cabinets: list[CabinetConfig] = Field(default_factory=list)
     facepay: FacePayConfig | None = None
     """Face payment; without it shoppers identify by member QR code only."""
+    scanners: list[ScannerConfig] = Field(default_factory=list)
+    """Barcode/QR scanners; each feeds one kiosk's flows (docs/scanners.md)."""
     labels: LabelsConfig | None = None
     """Electronic shelf labels; without it ``label.bind`` and ``label.refresh`` are refused."""
     mqtt: MqttConfig | None = None

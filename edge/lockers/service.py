@@ -354,6 +354,17 @@ class LockerService:
             raise NotAuthenticated(
                 "Unknown courier or wrong credential.", attempts_left=verdict.attempts_left
             )
+        return self._open_courier_session(courier, terminal, "credential")
+
+    async def courier_login_signed(self, terminal: str, courier_id: str) -> CourierSession:
+        """Sign in a courier whose identity upstream vouched for (a signed courier QR, already
+        verified): the courier must still be known here and active."""
+        courier = await self.db.read(lambda s: s.get(Courier, courier_id))
+        if courier is None or not courier.active:
+            raise NotAuthenticated("This courier is not allowed at this site.")
+        return self._open_courier_session(courier, terminal, "signed_qr")
+
+    def _open_courier_session(self, courier: Courier, terminal: str, via: str) -> CourierSession:
         session = CourierSession(
             token=secrets.token_urlsafe(24),
             courier_id=courier.id,
@@ -362,7 +373,9 @@ class LockerService:
             expires_at=self.clock.monotonic() + self.rules.courier_session_s,
         )
         self._sessions[session.token] = session
-        log.info("courier signed in", extra={"courier": courier.id, "terminal": terminal})
+        log.info(
+            "courier signed in", extra={"courier": courier.id, "terminal": terminal, "via": via}
+        )
         return session
 
     def courier_session(self, token: str) -> CourierSession:

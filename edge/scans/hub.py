@@ -11,8 +11,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter, deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from edge.clock import Clock
 
@@ -42,6 +44,12 @@ class ScanHub:
         self._changed = asyncio.Event()
         self.counts: Counter[tuple[str, str]] = Counter()
         """Scans by (device, symbology), for metrics."""
+        self.listeners: list[Callable[[Scan], None]] = []
+        """Told of every scan as it is published (the kiosk flows' router)."""
+        self.outcomes: dict[int, Any] = {}
+        """What the kiosk flow made of each kept scan, by ``seq``."""
+        self.outcome_counts: Counter[tuple[str, str]] = Counter()
+        """Scans by (flow, status), for metrics."""
 
     @property
     def last_seq(self) -> int:
@@ -59,7 +67,18 @@ class ScanHub:
         )
         self._changed.set()
         self._changed = asyncio.Event()
+        for listener in self.listeners:
+            listener(scan)
         return scan
+
+    def record_outcome(self, scan: Scan, outcome: Any) -> None:
+        self.outcomes[scan.seq] = outcome
+        self.outcome_counts[(outcome.flow or "none", outcome.status)] += 1
+        kept = {s.seq for scans in self._recent.values() for s in scans}
+        for seq in [seq for seq in self.outcomes if seq not in kept]:
+            del self.outcomes[seq]
+        self._changed.set()
+        self._changed = asyncio.Event()
 
     def fresh(self, kiosk: str, after: int) -> list[Scan]:
         oldest = self.clock.now() - timedelta(seconds=FRESH_FOR_S)

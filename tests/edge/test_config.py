@@ -553,6 +553,35 @@ def test_missing_required_settings() -> None:
             id="face-camera-unknown-code",
         ),
         pytest.param(
+            lambda d: d.update(
+                scanners=[{"name": "s1", "kind": "serial", "kiosk": "kiosk-9", "port": "/dev/x"}]
+            ),
+            "scanners[0].kiosk",
+            "no kiosk with id 'kiosk-9'",
+            id="scanner-of-unknown-kiosk",
+        ),
+        pytest.param(
+            lambda d: d.update(
+                scanners=[
+                    {"name": "s1", "kind": "serial", "kiosk": "kiosk-1", "port": "/dev/edge-locks0"}
+                ]
+            ),
+            "scanners[0].port",
+            "port /dev/edge-locks0 is already used by lockboards[0]",
+            id="scanner-on-lock-bus-port",
+        ),
+        pytest.param(
+            lambda d: d.update(
+                scanners=[
+                    {"name": "s1", "kind": "hid", "kiosk": "kiosk-1", "device": "/dev/input/a"},
+                    {"name": "s1", "kind": "hid", "kiosk": "kiosk-1", "device": "/dev/input/b"},
+                ]
+            ),
+            "scanners[1].name",
+            "scanner name 's1' is used twice",
+            id="duplicate-scanner",
+        ),
+        pytest.param(
             lambda d: d["lockboards"][0].update(query_all_closed_bit=2),
             "lockboards[0].query_all_closed_bit",
             "0 or 1",
