@@ -42,7 +42,9 @@ from edge.reports import SiteReports
 from edge.runtime.supervisor import Supervisor
 from edge.scans.cameras import camera_scanners
 from edge.scans.flows import ScanRouter
+from edge.scans.handlers import FlowHandlers
 from edge.scans.hub import ScanHub
+from edge.scans.payloads import trusted_payload_keys
 from edge.sync.engine import SyncEngine
 from edge.sync.replay import register_sync_commands
 
@@ -94,6 +96,14 @@ class EdgeApp:
         self.labels = self._build_labels(config) if config.labels is not None else None
         self.scans = ScanHub(self.db.clock)
         self.scan_router = ScanRouter(self.scans, self.db.clock)
+        FlowHandlers(
+            self.lockers,
+            self.cabinets,
+            trusted_payload_keys(config.commands),
+            config.site.id,
+            self.db.clock,
+            config.commands.clock_skew_s,
+        ).register(self.scan_router)
         self.scans.listeners.append(lambda scan: self._spawn_check(self.scan_router.route(scan)))
         self.facepay = self._build_facepay(config) if config.facepay is not None else None
         self.scanners = (

@@ -122,6 +122,12 @@ class Metrics:
             "Median time to render one label image, over the last hundred",
             registry=r,
         )
+        self.scan_outcomes = Gauge(
+            "edge_scan_outcomes",
+            "Scans by the kiosk flow that took them and what it made of them",
+            ["flow", "status"],
+            registry=r,
+        )
         self.facepay_members = Gauge(
             "edge_facepay_members", "Members in the face gallery", registry=r
         )
@@ -234,6 +240,8 @@ class Metrics:
     def read_scans(self, scans: ScanHub) -> None:
         for (device, symbology), count in scans.counts.items():
             self.scans.labels(device, symbology).set(count)
+        for (flow, status), count in scans.outcome_counts.items():
+            self.scan_outcomes.labels(flow, status).set(count)
 
     def read_commands(self, dispatcher: CommandDispatcher) -> None:
         self.commands.labels("ok", "").set(dispatcher.accepted)

@@ -511,17 +511,38 @@ class LockerService:
                     return ("locked", failed.locked_for_s, 0)
                 return ("wrong", 0.0, failed.attempts_left)
             self.attempts.record_success(s, key)
-            if parcel.state == ParcelState.EXPIRED:
-                return ("expired", 0.0, 0)
-            comp = s.get(Compartment, parcel.compartment_id)
-            assert comp is not None
-            if queries.active_operation(s, comp.id) is not None:
-                return ("busy", 0.0, 0)
-            if not self.locks.board_available(comp.bus, comp.board):
-                return ("offline", 0.0, 0)
-            return self._command(tx, comp, OperationKind.PICKUP, f"terminal:{terminal}", parcel.id)
+            return self._pickup_command(tx, parcel, terminal)
 
-        outcome = await self.db.transact(work)
+        return await self._finish_pickup(await self.db.transact(work))
+
+    async def start_pickup_signed(self, terminal: str, parcel_id: str) -> OpenedDoor:
+        """Hand out a parcel named by a pickup QR upstream signed (already verified): no code
+        is typed, so no attempt counts; the parcel must still be inside."""
+        self._refuse_when_stopping()
+
+        def work(tx: Transaction) -> DoorCommand | tuple[str, float, int]:
+            parcel = tx.session.get(Parcel, parcel_id)
+            if parcel is None or parcel.state not in PARCEL_INSIDE:
+                return ("gone", 0.0, 0)
+            return self._pickup_command(tx, parcel, terminal)
+
+        return await self._finish_pickup(await self.db.transact(work))
+
+    def _pickup_command(
+        self, tx: Transaction, parcel: Parcel, terminal: str
+    ) -> DoorCommand | tuple[str, float, int]:
+        s = tx.session
+        if parcel.state == ParcelState.EXPIRED:
+            return ("expired", 0.0, 0)
+        comp = s.get(Compartment, parcel.compartment_id)
+        assert comp is not None
+        if queries.active_operation(s, comp.id) is not None:
+            return ("busy", 0.0, 0)
+        if not self.locks.board_available(comp.bus, comp.board):
+            return ("offline", 0.0, 0)
+        return self._command(tx, comp, OperationKind.PICKUP, f"terminal:{terminal}", parcel.id)
+
+    async def _finish_pickup(self, outcome: DoorCommand | tuple[str, float, int]) -> OpenedDoor:
         if isinstance(outcome, DoorCommand):
             return await self._unlock_and_wait(outcome)
         verdict, locked_for, left = outcome
@@ -536,6 +557,8 @@ class LockerService:
             raise BoardUnreachable("This compartment cannot be opened right now; try again later.")
         if verdict == "busy":
             raise InvalidState("This compartment is already open.")
+        if verdict == "gone":
+            raise InvalidState("This parcel is no longer in the locker.")
         raise WrongCode("That code is not valid.", attempts_left=left)
 
     # ----------------------------------------------------------------- courier return
