@@ -41,6 +41,7 @@ from edge.outbox.store import Envelope
 from edge.reports import SiteReports
 from edge.runtime.supervisor import Supervisor
 from edge.scans.cameras import camera_scanners
+from edge.scans.devices import SiteScanners
 from edge.scans.flows import ScanRouter
 from edge.scans.handlers import FlowHandlers
 from edge.scans.hub import ScanHub
@@ -106,6 +107,9 @@ class EdgeApp:
         ).register(self.scan_router)
         self.scans.listeners.append(lambda scan: self._spawn_check(self.scan_router.route(scan)))
         self.facepay = self._build_facepay(config) if config.facepay is not None else None
+        self.site_scanners = SiteScanners(config.scanners, self.scans, self._scanner_availability)
+        for name in self.site_scanners.names:
+            self.health.register(name, "scanner")
         self.scanners = (
             camera_scanners(
                 config.facepay.terminals,
@@ -167,6 +171,10 @@ class EdgeApp:
         )
         service.register_commands(self.commands)
         return service
+
+    def _scanner_availability(self, name: str, available: bool, reason: str | None) -> None:
+        if not self._stopping:
+            self.health.set(name, available, reason)
 
     def _access_point_availability(self, name: str, available: bool, reason: str | None) -> None:
         if not self._stopping:
@@ -258,6 +266,7 @@ class EdgeApp:
             await self.facepay.decide_pending_payments()  # orders a crash left undecided
         for scanner in self.scanners:
             scanner.start()
+        await self.site_scanners.start()
         if self.labels is not None:
             await self.labels.start()
         await self.keeper.check()
@@ -368,6 +377,7 @@ class EdgeApp:
         await self.cabinets.close()
         for scanner in self.scanners:
             await scanner.stop()
+        await self.site_scanners.close()
         if self.labels is not None:
             await self.labels.close()
         if self.facepay is not None:

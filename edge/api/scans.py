@@ -9,8 +9,8 @@ from pydantic import BaseModel
 
 from edge.api.auth import Terminal
 from edge.clock import rfc3339
-from edge.scans.flows import FLOW_TTL_S, Flow, Outcome
-from edge.scans.hub import Scan
+from edge.scans.flows import FLOW_TTL_S, Flow
+from edge.scans.hub import Outcome, Scan
 
 if TYPE_CHECKING:
     from edge.app import EdgeApp

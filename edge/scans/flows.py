@@ -13,11 +13,11 @@ from __future__ import annotations
 import enum
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from edge.clock import Clock
-from edge.scans.hub import Scan, ScanHub
+from edge.scans.hub import Outcome, Scan, ScanHub
 
 log = logging.getLogger(__name__)
 
@@ -38,16 +38,6 @@ class ActiveFlow:
     since: float  # clock.monotonic()
     cabinet: str | None = None
     courier_token: str | None = None
-
-
-@dataclass(frozen=True)
-class Outcome:
-    flow: str | None
-    status: str
-    """``accepted``, ``refused`` (the code was wrong for the flow) or ``ignored`` (no flow)."""
-    code: str | None = None
-    message: str | None = None
-    result: dict[str, Any] = field(default_factory=dict)
 
 
 class Refused(Exception):

@@ -12,7 +12,7 @@ import asyncio
 import logging
 from collections import Counter, deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -36,6 +36,19 @@ class Scan:
     at: datetime
 
 
+@dataclass(frozen=True)
+class Outcome:
+    """What a kiosk flow made of a scan."""
+
+    flow: str | None
+    status: str
+    """``accepted``, ``refused`` (the code was wrong for the flow, or unreadable) or
+    ``ignored`` (no flow waited for it)."""
+    code: str | None = None
+    message: str | None = None
+    result: dict[str, Any] = field(default_factory=dict)
+
+
 class ScanHub:
     def __init__(self, clock: Clock) -> None:
         self.clock = clock
@@ -46,7 +59,7 @@ class ScanHub:
         """Scans by (device, symbology), for metrics."""
         self.listeners: list[Callable[[Scan], None]] = []
         """Told of every scan as it is published (the kiosk flows' router)."""
-        self.outcomes: dict[int, Any] = {}
+        self.outcomes: dict[int, Outcome] = {}
         """What the kiosk flow made of each kept scan, by ``seq``."""
         self.outcome_counts: Counter[tuple[str, str]] = Counter()
         """Scans by (flow, status), for metrics."""
@@ -71,7 +84,19 @@ class ScanHub:
             listener(scan)
         return scan
 
-    def record_outcome(self, scan: Scan, outcome: Any) -> None:
+    def reject(self, kiosk: str, device: str, reason: str) -> Scan:
+        """A scan the device could not read whole (cut off, garbled, too long): the screen
+        says "scan again", and nothing is acted on."""
+        self._seq += 1
+        scan = Scan(self._seq, kiosk, device, None, "", self.clock.now())
+        self._recent.setdefault(kiosk, deque(maxlen=KEPT_PER_KIOSK)).append(scan)
+        log.warning("scan not readable", extra={"kiosk": kiosk, "device": device, "reason": reason})
+        self.record_outcome(
+            scan, Outcome(None, "refused", reason, "The code could not be read: scan it again.")
+        )
+        return scan
+
+    def record_outcome(self, scan: Scan, outcome: Outcome) -> None:
         self.outcomes[scan.seq] = outcome
         self.outcome_counts[(outcome.flow or "none", outcome.status)] += 1
         kept = {s.seq for scans in self._recent.values() for s in scans}
