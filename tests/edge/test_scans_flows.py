@@ -159,3 +159,20 @@ async def test_a_member_qr_opens_the_cabinet_the_screen_is_at(
         clock.advance(timedelta(seconds=1).total_seconds())
         metrics = (await http.get("/metrics")).text
     assert 'edge_scan_outcomes{flow="cabinet_member",status="accepted"} 1.0' in metrics
+
+
+async def test_a_flood_of_scans_is_bounded_and_acts_on_nothing_unasked(
+    start_app: Callable[..., Any], site: SimulatedSite, clock: ManualClock
+) -> None:
+    app = await started(start_app, site, clock)
+    for i in range(500):  # a scanner stuck in continuous mode, or someone playing with it
+        app.scans.publish("kiosk-1", "kiosk-1/scanner", "code128", f"JUNK{i:05d}")
+    await app.wait_checked()
+    async with client(app) as http:
+        r = await http.get("/api/v1/kiosk/scans", headers=KIOSK)
+    scans = r.json()["scans"]
+    assert len(scans) == 20  # only the newest few are kept for the screen
+    assert {s["outcome"]["status"] for s in scans} == {"ignored"}
+    assert len(app.scans.outcomes) == 20
+    assert app.scans.outcome_counts[("none", "ignored")] == 500
+    assert not app.events.of_type("door.commanded")  # type: ignore[attr-defined]
