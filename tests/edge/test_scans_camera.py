@@ -136,3 +136,23 @@ async def test_a_camera_without_codes_configured_reads_none(
     async with client(app) as http:
         r = await http.get("/api/v1/kiosk/scans", headers=KIOSK, params={"wait": 1})
         assert r.json() == {"scans": [], "last_seq": 0}
+
+
+async def test_a_dedicated_code_camera_feeds_its_kiosk_and_reports_its_health(
+    start_app: Callable[..., Any],
+    site: SimulatedSite,
+    clock: ManualClock,
+    phone_camera: tuple[MjpegCameraSimulator, Phone],
+) -> None:
+    simulator, phone = phone_camera
+    camera = {"uri": simulator.url, "stall_timeout_s": 2}
+    scanner = {"name": "cabinet-cam", "kind": "camera", "kiosk": "kiosk-1", "camera": camera}
+    app = await start_app(scanners=[scanner])
+    await app.events.wait_for(  # type: ignore[attr-defined]
+        "device.online", lambda e: e.data["device"] == "cabinet-cam", 10
+    )
+    phone.code = "SF1234567890"
+    async with client(app) as http:
+        r = await http.get("/api/v1/kiosk/scans", headers=KIOSK, params={"wait": 10})
+    (scan,) = r.json()["scans"]
+    assert (scan["device"], scan["symbology"], scan["text"]) == ("cabinet-cam", "qr", phone.code)
