@@ -17,6 +17,8 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from edge.config.sync import CommandsConfig
+
 PUBLIC_KEY_BYTES = 32
 
 
@@ -115,3 +117,18 @@ def _write_atomically(path: Path, content: bytes, mode: int) -> None:
         with contextlib.suppress(OSError):
             os.unlink(temporary)
         raise
+
+
+def load_trusted_keys(config: CommandsConfig) -> dict[str, Ed25519PublicKey]:
+    """The upstream keys of ``commands.trusted_keys``, by id, each checked; a bad one is a
+    ``ValueError`` naming its place in the configuration."""
+    keys: dict[str, Ed25519PublicKey] = {}
+    for index, trusted in enumerate(config.trusted_keys):
+        where = f"commands.trusted_keys[{index}] ({trusted.id})"
+        if trusted.id in keys:
+            raise ValueError(f"{where}: the key id appears twice")
+        try:
+            keys[trusted.id] = load_public_key(trusted.public_key)
+        except ValueError as exc:
+            raise ValueError(f"{where}: {exc}") from None
+    return keys

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import re
 import uuid
 from dataclasses import dataclass
@@ -20,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from edge.clock import Clock, rfc3339
 from edge.commands import errors
-from edge.commands.canonical import canonical_json
+from edge.commands.canonical import canonical_json, strict_loads
 from edge.commands.envelope import (
     OPTIONAL_FIELDS,
     REQUIRED_FIELDS,
@@ -29,7 +28,7 @@ from edge.commands.envelope import (
     signing_input,
 )
 from edge.commands.errors import CommandRejected
-from edge.commands.keys import load_public_key
+from edge.commands.keys import load_trusted_keys
 from edge.config.sync import CommandsConfig
 
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
@@ -58,15 +57,7 @@ class CommandVerifier:
         self.clock = clock or Clock()
         self.site = site
         """This site's id: a command naming another ``site`` is rejected."""
-        self._keys: dict[str, Ed25519PublicKey] = {}
-        for index, trusted in enumerate(config.trusted_keys):
-            where = f"commands.trusted_keys[{index}] ({trusted.id})"
-            if trusted.id in self._keys:
-                raise ValueError(f"{where}: the key id appears twice")
-            try:
-                self._keys[trusted.id] = load_public_key(trusted.public_key)
-            except ValueError as exc:
-                raise ValueError(f"{where}: {exc}") from None
+        self._keys: dict[str, Ed25519PublicKey] = load_trusted_keys(config)
 
     @property
     def key_ids(self) -> list[str]:
@@ -186,11 +177,7 @@ class CommandVerifier:
 
 def _parse(payload: bytes) -> dict[str, Any]:
     try:
-        envelope = json.loads(
-            payload.decode("utf-8"),
-            object_pairs_hook=_no_duplicate_keys,
-            parse_constant=_no_constant,
-        )
+        envelope = strict_loads(payload.decode("utf-8"))
         # Every string must have a UTF-8 form (no lone surrogates) for the signature check.
         canonical_json(envelope)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
@@ -198,20 +185,6 @@ def _parse(payload: bytes) -> dict[str, Any]:
     if not isinstance(envelope, dict):
         raise CommandRejected(errors.MALFORMED, "the message is not a JSON object")
     return envelope
-
-
-def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    # Parsers disagree on which of two equal keys wins; a signed message must mean one thing.
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise ValueError(f"duplicate key {key!r}")
-        result[key] = value
-    return result
-
-
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
 
 
 def _short(exc: BaseException) -> str:

@@ -37,6 +37,14 @@ class NirCalibration(Strict):
     offset_y: float = 0.0
 
 
+def known_codes(codes: list[str]) -> list[str]:
+    """Symbologies a camera reads (``qr``, ``code128``…), each once; a clear error otherwise."""
+    unknown = [code for code in codes if code not in SYMBOLOGIES]
+    if unknown:
+        raise ValueError(f"unknown code {unknown[0]!r}: use some of {', '.join(SYMBOLOGIES)}")
+    return list(dict.fromkeys(codes))
+
+
 class TerminalConfig(Strict):
     """A screen with a camera where shoppers pay by face (usually one per cabinet)."""
 
@@ -49,13 +57,7 @@ class TerminalConfig(Strict):
     """Codes the colour camera also reads, for the kiosk's screens (``qr`` for member QR
     codes; ``code128``, ``ean13``… for barcodes). Empty: the camera reads no codes."""
 
-    @field_validator("codes")
-    @classmethod
-    def _known_symbologies(cls, codes: list[str]) -> list[str]:
-        unknown = [code for code in codes if code not in SYMBOLOGIES]
-        if unknown:
-            raise ValueError(f"unknown code {unknown[0]!r}: use some of {', '.join(SYMBOLOGIES)}")
-        return list(dict.fromkeys(codes))
+    _codes = field_validator("codes")(known_codes)
 
 
 class ModelsConfig(Strict):

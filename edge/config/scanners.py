@@ -6,8 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 
-from drivers.camera.codes import SYMBOLOGIES
-from edge.config.facepay import CameraConfig
+from edge.config.facepay import CameraConfig, known_codes
 from edge.config.types import Strict
 
 Name = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
@@ -53,13 +52,7 @@ class CameraScannerConfig(_Scanner):
     camera: CameraConfig
     codes: list[str] = Field(default_factory=lambda: ["qr"], min_length=1)
 
-    @field_validator("codes")
-    @classmethod
-    def _known(cls, codes: list[str]) -> list[str]:
-        unknown = [code for code in codes if code not in SYMBOLOGIES]
-        if unknown:
-            raise ValueError(f"unknown code {unknown[0]!r}: use some of {', '.join(SYMBOLOGIES)}")
-        return list(dict.fromkeys(codes))
+    _codes = field_validator("codes")(known_codes)
 
 
 ScannerConfig = Annotated[

@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import math
 import re
 from collections.abc import Mapping
@@ -48,8 +47,8 @@ from typing import Any, Final, Literal
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from edge.commands.canonical import canonical_json
-from edge.commands.keys import load_public_key
+from edge.commands.canonical import canonical_json, strict_loads
+from edge.commands.keys import load_trusted_keys
 from edge.config.sync import CommandsConfig
 
 PREFIX: Final = "EQ1."
@@ -128,16 +127,7 @@ class VerifiedPayload:
 
 def trusted_payload_keys(config: CommandsConfig) -> dict[str, Ed25519PublicKey]:
     """The upstream keys of ``commands.trusted_keys``, by id: payloads trust what commands do."""
-    keys: dict[str, Ed25519PublicKey] = {}
-    for index, trusted in enumerate(config.trusted_keys):
-        where = f"commands.trusted_keys[{index}] ({trusted.id})"
-        if trusted.id in keys:
-            raise ValueError(f"{where}: the key id appears twice")
-        try:
-            keys[trusted.id] = load_public_key(trusted.public_key)
-        except ValueError as exc:
-            raise ValueError(f"{where}: {exc}") from None
-    return keys
+    return load_trusted_keys(config)
 
 
 def issue_payload(
@@ -270,9 +260,7 @@ def _decode_claims(encoded: str) -> dict[str, Any]:
     if raw is None:
         raise PayloadError(MALFORMED, "the claims are not base64url")
     try:
-        claims = json.loads(
-            raw.decode("utf-8"), object_pairs_hook=_no_duplicate_keys, parse_constant=_no_constant
-        )
+        claims = strict_loads(raw.decode("utf-8"))
     except RecursionError:
         raise PayloadError(MALFORMED, "the claims are not UTF-8 JSON: nested too deeply") from None
     except ValueError as exc:  # UnicodeDecodeError and json.JSONDecodeError among them
@@ -330,20 +318,6 @@ def _b64url_decode(text: str) -> bytes | None:
         return None
     # Unused low bits set would give a second spelling of the same bytes.
     return raw if _b64url(raw) == text else None
-
-
-def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    # Parsers disagree on which of two equal keys wins; a signed payload must mean one thing.
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise ValueError(f"duplicate key {key!r}")
-        result[key] = value
-    return result
-
-
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
 
 
 def _utc(seconds: float) -> str:
