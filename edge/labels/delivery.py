@@ -114,13 +114,15 @@ class Deliverer:
             if not batch:
                 await self._idle_until_due()
                 continue
-            try:  # one read of the batch's labels: the baselines of their uploads
-                baselines = await self.backend.states([push.label_id for push in batch])
-            except EslError as exc:
-                await self._refused(batch[0], exc)
-                continue
             for push in batch:
-                if not await self._send(push, baselines.get(push.label_id)):
+                # Each label's own state, just before its upload: one small query. (Reading a
+                # batch's states at once pages through the whole tag database on a large AP.)
+                try:
+                    baseline = (await self.backend.states([push.label_id])).get(push.label_id)
+                except EslError as exc:
+                    await self._refused(push, exc)
+                    break
+                if not await self._send(push, baseline):
                     break  # the access point is busy or gone: back off before the next one
 
     async def _idle_until_due(self) -> None:
