@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime, timedelta
+from typing import overload
 
 
 class Clock:
@@ -29,6 +30,17 @@ class ManualClock(Clock):
 
     def advance(self, seconds: float) -> None:
         self._offset += seconds
+
+
+@overload
+def as_utc(moment: datetime) -> datetime: ...
+@overload
+def as_utc(moment: None) -> None: ...
+def as_utc(moment: datetime | None) -> datetime | None:
+    """A datetime as it was stored: SQLite keeps UTC but hands it back without its zone."""
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=UTC)
 
 
 def rfc3339(moment: datetime) -> str:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, HTTPException
 
 from edge.api.auth import Operator
-from edge.clock import rfc3339
+from edge.clock import as_utc, rfc3339
 from edge.db.tables import Label, LabelPush
 from edge.labels.commands import label_address
 
@@ -60,14 +59,9 @@ def label_operator_routes(edge: EdgeApp) -> APIRouter:
             "last_error": push.last_error if push else None,
             "content": push.content if push else None,
             "shown": push.shown if push else None,
-            "confirmed_at": _utc_text(push.confirmed_at) if push else None,
+            "confirmed_at": rfc3339(as_utc(push.confirmed_at))
+            if push and push.confirmed_at
+            else None,
         }
 
     return router
-
-
-def _utc_text(moment: datetime | None) -> str | None:
-    """SQLite returns UTC datetimes without their zone."""
-    if moment is None:
-        return None
-    return rfc3339(moment if moment.tzinfo else moment.replace(tzinfo=UTC))

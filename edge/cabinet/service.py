@@ -18,7 +18,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 from typing import Any, TypeVar
 
@@ -39,7 +39,7 @@ from edge.cabinet.errors import (
 from edge.cabinet.inventory import CabinetInventory
 from edge.cabinet.settlement import Line, Settlement, settle
 from edge.catalog.prices import PriceBook
-from edge.clock import Clock, rfc3339
+from edge.clock import Clock, as_utc, rfc3339
 from edge.config.cabinets import CabinetConfig
 from edge.db import Database, Transaction
 from edge.db.tables import CabinetSession, CabinetStock, OrderLine, PaymentRequest, SalesOrder
@@ -1053,14 +1053,10 @@ def _live(row: CabinetSession) -> Live:
         member_source=row.member_source,
         actor=row.actor,
         before=frozenset(row.before),
-        created_at=_utc(row.created_at),
-        opened_at=_utc(row.door_opened_at) if row.door_opened_at else None,
+        created_at=as_utc(row.created_at),
+        opened_at=as_utc(row.door_opened_at) if row.door_opened_at else None,
         verification_id=row.verification_id,
     )
-
-
-def _utc(moment: datetime) -> datetime:
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def _item(epc: str) -> dict[str, Any]:

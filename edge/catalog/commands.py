@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import AwareDatetime, Field, field_validator, model_validator
 
-from edge.clock import Clock
+from edge.clock import Clock, as_utc
 from edge.commands.dispatcher import CommandDispatcher
 from edge.commands.errors import CommandFailed
 from edge.commands.schema import CommandData
@@ -114,10 +114,7 @@ def apply_upsert(
         effective = price.effective_at.astimezone(UTC)
         existing = s.get(Price, (price.gtin, price.version))
         if existing is not None:
-            stored_at = existing.effective_at
-            if stored_at.tzinfo is None:  # SQLite returns UTC without its zone
-                stored_at = stored_at.replace(tzinfo=UTC)
-            same = (existing.amount, existing.currency, stored_at) == (
+            same = (existing.amount, existing.currency, as_utc(existing.effective_at)) == (
                 price.amount,
                 price.currency,
                 effective,
@@ -170,10 +167,9 @@ def _add_promotion(tx: Transaction, promotion: PromotionIn, moment: datetime) ->
         cancelled=promotion.cancelled,
         updated_at=moment,
     )
-    compared = ("gtin", "amount", "currency", "starts_at", "ends_at", "text", "cancelled")
     existing = s.get(Promotion, (promotion.id, promotion.version))
     if existing is not None:
-        if any(_aware(getattr(existing, k)) != getattr(row, k) for k in compared):
+        if _promotion_terms(existing) != _promotion_terms(row):
             raise CommandFailed(
                 "promotion_version_conflict",
                 f"version {promotion.version} of promotion {promotion.id} already exists with "
@@ -190,8 +186,14 @@ def _add_promotion(tx: Transaction, promotion: PromotionIn, moment: datetime) ->
     return True
 
 
-def _aware(value: object) -> object:
-    """SQLite returns datetimes (stored in UTC) without their zone."""
-    if isinstance(value, datetime) and value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value
+def _promotion_terms(row: Promotion) -> tuple[object, ...]:
+    """What a promotion version promises: stored once, never rewritten."""
+    return (
+        row.gtin,
+        row.amount,
+        row.currency,
+        as_utc(row.starts_at),
+        as_utc(row.ends_at),
+        row.text,
+        row.cancelled,
+    )

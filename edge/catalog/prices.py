@@ -13,10 +13,11 @@ import asyncio
 import bisect
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlmodel import Session, select
 
+from edge.clock import as_utc
 from edge.db import Database
 from edge.db.tables import Price, Product, Promotion
 
@@ -58,11 +59,6 @@ class _Promotion:
     text: str | None
 
 
-def _utc(moment: datetime) -> datetime:
-    """SQLite hands datetimes back without their (UTC) zone."""
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-
-
 class PriceBook:
     def __init__(self, db: Database) -> None:
         self._db = db
@@ -101,7 +97,7 @@ class PriceBook:
             return None
         # The last (effective_at, version) not after ``at``: a later version effective at the
         # same instant sorts after, so it wins the tie.
-        at = _utc(at)
+        at = as_utc(at)
         i = bisect.bisect_right(keys, (at, 1 << 62)) - 1
         if i < 0:
             return None
@@ -161,7 +157,7 @@ class PriceBook:
     def next_change(self, gtin: str, after: datetime) -> datetime | None:
         """The first instant after ``after`` at which the catalogue's price of ``gtin`` may
         change (a version taking effect, a promotion starting or ending)."""
-        after = _utc(after)
+        after = as_utc(after)
         instants = [v.effective_at for v in self._versions.get(gtin, ())]
         for p in self._promotions.get(gtin, ()):
             instants += [p.starts_at, p.ends_at]
@@ -191,7 +187,7 @@ def _read(session: Session) -> _Catalogue:
     versions: dict[str, list[_Version]] = {}
     for price in session.exec(select(Price)).all():
         versions.setdefault(price.gtin, []).append(
-            _Version(_utc(price.effective_at), price.version, price.amount, price.currency)
+            _Version(as_utc(price.effective_at), price.version, price.amount, price.currency)
         )
     for listed in versions.values():
         listed.sort(key=lambda v: (v.effective_at, v.version))
@@ -208,8 +204,8 @@ def _read(session: Session) -> _Catalogue:
                     row.version,
                     row.amount,
                     row.currency,
-                    _utc(row.starts_at),
-                    _utc(row.ends_at),
+                    as_utc(row.starts_at),
+                    as_utc(row.ends_at),
                     row.text,
                 )
             )

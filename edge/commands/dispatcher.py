@@ -25,7 +25,7 @@ from pydantic import BaseModel, ValidationError
 from sqlalchemy import delete
 from sqlmodel import col, select
 
-from edge.clock import Clock, rfc3339
+from edge.clock import Clock, as_utc, rfc3339
 from edge.commands import errors
 from edge.commands.canonical import canonical_json
 from edge.commands.envelope import TYPE_PATTERN
@@ -231,7 +231,7 @@ class CommandDispatcher:
         """The checks after verification; a rejection is recorded and answered right here."""
         seen = tx.session.get(CommandReceipt, command.id)
         if seen is not None:
-            received = rfc3339(seen.received_at.replace(tzinfo=UTC))
+            received = rfc3339(as_utc(seen.received_at))
             outcome = _outcome(
                 command,
                 REJECTED,

@@ -29,7 +29,7 @@ from drivers.esl.backend import (
     Upload,
     delivery_status,
 )
-from edge.clock import Clock
+from edge.clock import Clock, as_utc
 from edge.config.labels import AccessPointConfig, LabelsConfig
 from edge.db import Database
 from edge.db.tables import LabelPush
@@ -343,9 +343,7 @@ def _str_or_none(value: object) -> str | None:
 
 def _judge(push: LabelPush, state: TagState | None, now: datetime) -> str:
     """``confirmed``, ``dropped`` (send again), ``overdue`` (give up) or ``waiting``."""
-    deadline = push.deadline_at
-    if deadline is not None and deadline.tzinfo is None:
-        deadline = deadline.replace(tzinfo=UTC)
+    deadline = as_utc(push.deadline_at)
     late = deadline is not None and now >= deadline
     if state is None:  # the access point no longer knows the label
         return "overdue" if late else "waiting"

@@ -13,12 +13,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlmodel import Session, col, func, select
 
 from edge.catalog.prices import PriceBook, Quote
+from edge.clock import as_utc
 from edge.db import Transaction
 from edge.db.tables import Label, LabelPush, Product
 from edge.labels.content import content_key, content_record, label_content, shown_quote
@@ -27,12 +28,6 @@ QUEUED = "queued"
 UPLOADED = "uploaded"
 CONFIRMED = "confirmed"
 FAILED = "failed"
-
-
-def _utc(moment: datetime | None) -> datetime | None:
-    if moment is None or moment.tzinfo is not None:
-        return moment
-    return moment.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,7 +115,7 @@ def due(session: Session, access_point: str, now: datetime, limit: int) -> list[
     ).all()
     return [
         DuePush(
-            p.label_id, p.content_key, dict(p.content), template, p.attempts, _utc(p.deadline_at)
+            p.label_id, p.content_key, dict(p.content), template, p.attempts, as_utc(p.deadline_at)
         )
         for p, template in rows
     ]
@@ -133,7 +128,7 @@ def next_retry(session: Session, access_point: str) -> datetime | None:
         .join(Label, col(Label.id) == col(LabelPush.label_id))
         .where(Label.access_point == access_point, LabelPush.state == QUEUED)
     ).one()
-    return _utc(value)
+    return as_utc(value)
 
 
 def awaiting(session: Session, access_point: str) -> list[LabelPush]:

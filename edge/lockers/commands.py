@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC
 from typing import Any, TypeVar
 
 from pydantic import AwareDatetime, BaseModel, Field, SecretStr, field_validator
 
+from edge.clock import as_utc
 from edge.commands.dispatcher import CommandDispatcher
 from edge.commands.errors import CommandFailed
 from edge.commands.schema import CommandData
@@ -210,7 +211,7 @@ class LockerCommands:
             )
         parcel.size, parcel.zone, parcel.recipient = data.size, data.zone.value, data.recipient
         expected_at = data.expected_at.astimezone(UTC) if data.expected_at else None
-        parcel.expected_at = expected_at or _aware(parcel.expected_at) or now
+        parcel.expected_at = expected_at or as_utc(parcel.expected_at) or now
         parcel.updated_at = now
         s.add(parcel)
         return {"parcel_id": parcel.id, "parcel_code": parcel.code, "created": created}
@@ -233,13 +234,6 @@ def _not_configured(courier: Courier | None) -> None:
         raise InvalidState(
             f"Courier {courier.id} is defined in the site configuration; change it there."
         )
-
-
-def _aware(moment: datetime | None) -> datetime | None:
-    """Datetimes read back from SQLite have lost their (UTC) zone."""
-    if moment is None or moment.tzinfo is not None:
-        return moment
-    return moment.replace(tzinfo=UTC)
 
 
 __all__ = [
