@@ -36,6 +36,7 @@ from edge.db.tables import LabelPush
 from edge.labels import pushes
 from edge.labels.content import content_key
 from edge.labels.pushes import DuePush
+from edge.runtime.backoff import Backoff
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +76,7 @@ class Deliverer:
         self._rng = rng or random.Random()  # noqa: S311 - backoff jitter, not a secret
         self._send_wake = asyncio.Event()
         self._confirm_wake = asyncio.Event()
-        self._backoff_s = 0.0
+        self._backoff = Backoff(settings.retry_initial_s, settings.retry_max_s, self._rng.random)
         self._next_slot = 0.0
         self.available: bool | None = None
         self.uploads = 0
@@ -143,11 +144,6 @@ class Deliverer:
         if slot > now:
             await asyncio.sleep(slot - now)
 
-    def _retry_delay(self, attempts: int) -> float:
-        """Exponential in the attempts so far, with jitter, within the configured bounds."""
-        base = self.settings.retry_initial_s * float(2 ** max(0, attempts - 1))
-        return min(self.settings.retry_max_s, base) * (0.8 + 0.4 * self._rng.random())
-
     async def _send(self, push: DuePush, baseline: TagState | None) -> bool:
         """Render, record the upload with the label's state read before it, then upload.
 
@@ -185,7 +181,7 @@ class Deliverer:
         except EslError as exc:
             return await self._refused(push, exc)
         self.uploads += 1
-        self._backoff_s = 0.0
+        self._backoff.reset()
         self._set_available(True, None)
         self._confirm_wake.set()
         self._moved()
@@ -201,11 +197,7 @@ class Deliverer:
         return True
 
     async def _hold_back(self, push: DuePush, exc: EslError) -> None:
-        self._backoff_s = min(
-            self.settings.retry_max_s,
-            max(self.settings.retry_initial_s, self._backoff_s * 2),
-        )
-        delay = self._backoff_s * (0.8 + 0.4 * self._rng.random())
+        delay = self._backoff.next_delay()
         now = self.clock.now()
         retry_at = now + timedelta(seconds=delay)
         log.warning(
@@ -275,7 +267,8 @@ class Deliverer:
             )
             gave_up = 0
             for p in dropped:
-                retry_at = now + timedelta(seconds=self._retry_delay(p.attempts))
+                # Backed off by this push's own uploads so far (the first drop: the initial delay).
+                retry_at = now + timedelta(seconds=self._backoff.delay(max(p.attempts - 1, 0)))
                 pushes.requeue(
                     tx, p.label_id, p.content_key, now, retry_at, "dropped_by_access_point"
                 )

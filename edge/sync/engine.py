@@ -24,7 +24,7 @@ import aiomqtt
 from edge.clock import Clock, rfc3339
 from edge.config.sync import MqttConfig
 from edge.db import Database
-from edge.sync.backoff import Backoff
+from edge.runtime.backoff import Backoff
 from edge.sync.client import make_client
 from edge.sync.topics import Topics
 from edge.sync.uplink import OutboxPublisher

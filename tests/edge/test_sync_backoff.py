@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from edge.sync.backoff import Backoff
+from edge.runtime.backoff import Backoff
 
 
 def test_waits_double_up_to_the_cap_with_jitter_in_the_upper_half() -> None:
