@@ -27,7 +27,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .backoff import Backoff
+from drivers.backoff import Backoff
+
 from .capture import BgrImage, Source, describe
 from .errors import CameraError, CameraOpenError, CameraStreamError, CameraTimeout
 from .grabber import Exited, Failed, Grabbed, Grabber, GrabEvent, Opened

@@ -11,7 +11,8 @@ import abc
 import asyncio
 import contextlib
 import logging
-import random
+
+from drivers.backoff import Backoff
 
 from .events import (
     AvailabilityListener,
@@ -51,8 +52,7 @@ class ScannerDriver(abc.ABC):
         self._on_scan = on_scan
         self._on_availability = on_availability
         self._on_rejected = on_rejected
-        self._reconnect_initial = reconnect_initial
-        self._reconnect_max = reconnect_max
+        self._backoff = Backoff(reconnect_initial, reconnect_max)
         self._available = False
         self._available_event = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -181,17 +181,13 @@ class ScannerDriver(abc.ABC):
                 reason = f"internal error: {exc!r}"
             if self._session_open:
                 failures = 0
+                self._backoff.reset()
                 self._cut_off(reason)
             level = logging.WARNING if self._session_open or failures == 0 else logging.DEBUG
             log.log(level, "%s: %s", self.name, reason, extra={"scanner": self.name})
             self._set_available(False, reason)
             failures += 1
-            await asyncio.sleep(self._backoff(failures))
-
-    def _backoff(self, failures: int) -> float:
-        delay = min(self._reconnect_max, self._reconnect_initial * 2.0 ** min(failures - 1, 30))
-        # Jitter keeps several scanners from retrying in lockstep; not security relevant.
-        return delay * random.uniform(0.75, 1.0)  # noqa: S311
+            await asyncio.sleep(self._backoff.next_delay())
 
     def _set_available(self, available: bool, reason: str | None) -> None:
         if not available:

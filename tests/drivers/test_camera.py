@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from drivers.backoff import Backoff
 from drivers.camera import (
     Camera,
     CameraError,
@@ -24,7 +25,6 @@ from drivers.camera import (
     CameraTimeout,
     Frame,
 )
-from drivers.camera.backoff import Backoff
 from drivers.camera.capture import mask_password, open_capture, to_bgr
 from drivers.camera.simulator import MjpegCameraSimulator, write_video
 

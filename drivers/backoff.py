@@ -1,4 +1,4 @@
-"""Jittered exponential backoff between attempts to reopen a camera."""
+"""Jittered exponential backoff between attempts to reopen a device (a camera, a scanner)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import random
 class Backoff:
     """Delays that double from ``initial`` up to ``maximum``, each drawn in [half, full].
 
-    The jitter keeps several cameras that lost the same switch from retrying in lockstep; the
+    The jitter keeps several devices that lost the same switch from retrying in lockstep; the
     lower half-bound keeps the spacing meaningful (never a burst of near-zero delays).
     """
 
