@@ -40,7 +40,6 @@ from edge.outbox.retention import OutboxKeeper
 from edge.outbox.store import Envelope
 from edge.reports import SiteReports
 from edge.runtime.supervisor import Supervisor
-from edge.scans.cameras import camera_scanners
 from edge.scans.devices import SiteScanners
 from edge.scans.flows import ScanRouter
 from edge.scans.handlers import FlowHandlers
@@ -110,15 +109,11 @@ class EdgeApp:
         self.site_scanners = SiteScanners(config.scanners, self.scans, self._scanner_availability)
         for name in self.site_scanners.names:
             self.health.register(name, "scanner")
-        self.scanners = (
-            camera_scanners(
-                config.facepay.terminals,
-                {t.id: t.camera for t in self.facepay.terminals.values()},
-                self.scans,
-            )
-            if config.facepay is not None and self.facepay is not None
-            else []
-        )
+        if config.facepay is not None and self.facepay is not None:
+            for terminal in config.facepay.terminals:
+                if terminal.codes:  # the face camera also reads member QR codes
+                    camera = self.facepay.terminals[terminal.id].camera
+                    self.site_scanners.read_codes(terminal.id, camera, terminal.codes)
         self.supervisor = Supervisor()
         self.http: uvicorn.Server | None = None
         self._http_task: asyncio.Task[None] | None = None
@@ -264,8 +259,6 @@ class EdgeApp:
         if self.facepay is not None:
             await self.facepay.start()
             await self.facepay.decide_pending_payments()  # orders a crash left undecided
-        for scanner in self.scanners:
-            scanner.start()
         await self.site_scanners.start()
         if self.labels is not None:
             await self.labels.start()
@@ -375,8 +368,6 @@ class EdgeApp:
         await self.supervisor.stop()
         await self.lockers.close()
         await self.cabinets.close()
-        for scanner in self.scanners:
-            await scanner.stop()
         await self.site_scanners.close()
         if self.labels is not None:
             await self.labels.close()

@@ -2,7 +2,8 @@
 
 Each scanner serves one kiosk: its codes are published there, a scan it could not read whole
 is shown on that kiosk as "scan again" (never delivered in part), and its availability goes to
-device health. A scanner that fails takes only itself down.
+device health. A scanner that fails takes only itself down. A face-payment camera can read
+codes too (``read_codes``): the camera stays face payment's, only the reading is added here.
 """
 
 from __future__ import annotations
@@ -30,7 +31,10 @@ class SiteScanners:
         self.hub = hub
         self._availability = availability
         self.drivers: dict[str, SerialScanner | HidScanner] = {}
-        self.cameras: dict[str, tuple[Camera, CameraScanner]] = {}
+        self.cameras: dict[str, Camera] = {}
+        """Cameras of ``kind: camera`` scanners: started and stopped here."""
+        self.readers: list[CameraScanner] = []
+        """Every camera that reads codes, these and face-payment ones."""
         for config in configs:
             if isinstance(config, SerialScannerConfig):
                 self.drivers[config.name] = SerialScanner(
@@ -56,20 +60,27 @@ class SiteScanners:
                     on_availability=self._available(config.name),
                 )
             else:
-                self.cameras[config.name] = self._camera(config)
+                self.read_codes(config.kiosk, self._camera(config), config.codes)
 
-    def _camera(self, config: CameraScannerConfig) -> tuple[Camera, CameraScanner]:
+    def _camera(self, config: CameraScannerConfig) -> Camera:
         camera = Camera(
             config.name,
             CameraSettings(**config.camera.model_dump()),
-            on_availability=lambda up, why: self._availability(config.name, up, why),
+            on_availability=self._available(config.name),
         )
-        reader = CodeReader(qr="qr" in config.codes, linear=[c for c in config.codes if c != "qr"])
+        self.cameras[config.name] = camera
+        return camera
+
+    def read_codes(self, kiosk: str, camera: Camera, codes: list[str]) -> CameraScanner:
+        """Read ``codes`` from ``camera``'s frames for ``kiosk``."""
+        reader = CodeReader(qr="qr" in codes, linear=[c for c in codes if c != "qr"])
 
         def scanned(scan: CameraScan) -> None:
-            self.hub.publish(config.kiosk, scan.camera, scan.symbology, scan.text)
+            self.hub.publish(kiosk, scan.camera, scan.symbology, scan.text)
 
-        return camera, CameraScanner(camera, reader, scanned)
+        scanner = CameraScanner(camera, reader, scanned)
+        self.readers.append(scanner)
+        return scanner
 
     def _scanned(self, kiosk: str) -> Callable[[ScannedCode], None]:
         def scanned(code: ScannedCode) -> None:
@@ -93,14 +104,16 @@ class SiteScanners:
     async def start(self) -> None:
         for driver in self.drivers.values():
             await driver.start()
-        for camera, scanner in self.cameras.values():
+        for camera in self.cameras.values():
             await camera.start()
+        for scanner in self.readers:
             scanner.start()
 
     async def close(self) -> None:
         for driver in self.drivers.values():
             with contextlib.suppress(Exception):
                 await driver.close()
-        for camera, scanner in self.cameras.values():
+        for scanner in self.readers:
             await scanner.stop()
+        for camera in self.cameras.values():
             await camera.stop()

@@ -132,7 +132,7 @@ async def test_a_camera_without_codes_configured_reads_none(
     simulator, phone = phone_camera
     phone.code = "m-9"
     app = await started(start_app, site, clock, tmp_path, models_cache, simulator.url)
-    assert app.scanners == []
+    assert app.site_scanners.readers == []
     async with client(app) as http:
         r = await http.get("/api/v1/kiosk/scans", headers=KIOSK, params={"wait": 1})
         assert r.json() == {"scans": [], "last_seq": 0}
