@@ -59,7 +59,7 @@ class Deliverer:
         clock: Clock,
         render: Render,
         render_pool: Executor,
-        on_confirmed: Callable[[], Awaitable[None]],
+        on_confirmed: Callable[[set[str]], Awaitable[None]],
         on_availability: AvailabilityListener | None = None,
         rng: random.Random | None = None,
     ) -> None:
@@ -279,7 +279,8 @@ class Deliverer:
         if confirmed or dropped or overdue:
             done, gave_up = await self.db.transact(record)
             if done:
-                await self._on_confirmed()  # the price book learns what the labels show
+                # The price book learns what these products' labels show now.
+                await self._on_confirmed({str(p.content["gtin"]) for p in confirmed})
             self.confirmed += done
             self.dropped += len(dropped)
             self.failed += gave_up

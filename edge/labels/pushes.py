@@ -11,7 +11,7 @@ was being sent is not marked delivered with the old one.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -241,13 +241,17 @@ def mark_failed(tx: Transaction, label_id: str, key: str, now: datetime, reason:
     return True
 
 
-def shown_prices(session: Session) -> dict[str, list[Quote]]:
-    """What each product's bound labels confirmed they show (the price book charges no more)."""
-    rows = session.exec(
+def shown_prices(session: Session, gtins: Collection[str] | None = None) -> dict[str, list[Quote]]:
+    """What each product's bound labels confirmed they show (the price book charges no more);
+    of ``gtins`` only, if given."""
+    query = (
         select(LabelPush.shown, Label.gtin)
         .join(Label, col(Label.id) == col(LabelPush.label_id))
         .where(col(LabelPush.shown).is_not(None), col(Label.gtin).is_not(None))
-    ).all()
+    )
+    if gtins is not None:
+        query = query.where(col(Label.gtin).in_(gtins))
+    rows = session.exec(query).all()
     shown: dict[str, list[Quote]] = {}
     for record, gtin in rows:
         if record is not None and gtin is not None and record.get("gtin") == gtin:

@@ -160,9 +160,12 @@ class LabelService:
 
     # -- what the labels show ------------------------------------------------------------------
 
-    async def refresh_shown(self) -> None:
-        shown = await self.db.read(pushes.shown_prices)
-        for gtin in set(shown) | set(self.prices.shown_gtins()):
+    async def refresh_shown(self, gtins: set[str] | None = None) -> None:
+        """Tell the price book what labels show: of ``gtins`` (just confirmed), or of every
+        product (at start, and after a binding changed)."""
+        shown = await self.db.read(lambda s: pushes.shown_prices(s, gtins))
+        products = gtins if gtins is not None else set(shown) | set(self.prices.shown_gtins())
+        for gtin in products:
             self.prices.show(gtin, shown.get(gtin, []))
 
     def _command_answered(self, outcome: CommandOutcome) -> None:
