@@ -104,6 +104,11 @@ def events_payload(document: dict[str, Any]) -> Draft7Validator:
     return validator_for(document, "/components/messages/events/payload")
 
 
+@pytest.fixture(scope="module")
+def command_payload(document: dict[str, Any]) -> Draft7Validator:
+    return validator_for(document, "/components/messages/command/payload")
+
+
 SCHEMAS = "#/components/schemas/"
 
 

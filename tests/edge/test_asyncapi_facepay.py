@@ -12,7 +12,6 @@ against the ``command`` payload, and the face-payment data may carry documented 
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,7 +20,6 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-import yaml
 from jsonschema import Draft7Validator
 
 from edge.app import EdgeApp
@@ -33,19 +31,27 @@ from edge.commands.schema import CommandData
 from edge.demo.site import SimulatedSite
 from edge.facepay.members import Consent, MemberEnroll, MemberRemove, encode_template
 from edge.facepay.members import phone_digits_hash as digits_hash
+from tests.edge import test_asyncapi as doc
 from tests.edge import test_facepay_flow as flow
 from tests.edge.test_asyncapi import (
-    DOCUMENT,
     LABEL_COMMANDS,
     assert_schema_has_the_fields_of,
+    data_schema,
+    documented_key,
     documented_results,
+    examples,
     problems,
-    validator_for,
+    schema_named,
+    undocumented,
 )
 from tests.edge.test_asyncapi_cabinet import committed, free
 from tests.edge.test_cabinet_sessions import client, events, stocked_app
 
-# The face-payment fixtures, shared rather than copied: the models are prepared once a module.
+# The document's fixtures and the face-payment ones, shared rather than copied: the models are
+# prepared once a module.
+document = doc.document
+events_payload = doc.events_payload
+command_payload = doc.command_payload
 models_cache = flow.models_cache
 face_models = flow.face_models
 grace = flow.grace
@@ -55,31 +61,12 @@ camera = flow.camera
 CAMERA = "kiosk-1/camera"
 FACEPAY_TYPES = {"payment.authorized", "payment.declined", "member.enrolled", "member.removed"}
 MEMBER_COMMANDS = {"member.enroll", "member.remove"}
-SCHEMAS = "#/components/schemas/"
 
 
 @pytest.fixture
 def clock() -> ManualClock:
     """The morning of the document's examples, so that its example commands are in force."""
     return ManualClock(datetime(2026, 11, 21, 9, 10, 30, tzinfo=UTC))
-
-
-@pytest.fixture(scope="module")
-def document() -> dict[str, Any]:
-    loaded: dict[str, Any] = json.loads(
-        json.dumps(yaml.safe_load(DOCUMENT.read_text(encoding="utf-8")))
-    )
-    return loaded
-
-
-@pytest.fixture(scope="module")
-def events_payload(document: dict[str, Any]) -> Draft7Validator:
-    return validator_for(document, "/components/messages/events/payload")
-
-
-@pytest.fixture(scope="module")
-def command_payload(document: dict[str, Any]) -> Draft7Validator:
-    return validator_for(document, "/components/messages/command/payload")
 
 
 async def face_check(app: EdgeApp, http: httpx.AsyncClient, shopper: Any) -> dict[str, Any]:
@@ -94,67 +81,6 @@ async def face_check(app: EdgeApp, http: httpx.AsyncClient, shopper: Any) -> dic
     assert check["state"] == "verified", (check["reason"], check["hint"])
     assert check["member_id"] == "grace", check
     return check
-
-
-def examples(document: dict[str, Any], message: str) -> dict[str, Any]:
-    return {
-        e["name"]: e["payload"] for e in document["components"]["messages"][message]["examples"]
-    }
-
-
-def documented_key(document: dict[str, Any], key_id: str) -> str:
-    """The public key the ``command`` message says signed its examples with ``key_id``."""
-    description = document["components"]["messages"]["command"]["description"]
-    found = re.search(rf"`{key_id}`, public key\s+`([A-Za-z0-9+/=]{{44}})`", description)
-    assert found is not None, f"no public key for {key_id} in the command message"
-    return found.group(1)
-
-
-def schema_named(document: dict[str, Any], ref: str) -> dict[str, Any]:
-    schema: dict[str, Any] = document["components"]["schemas"][ref.removeprefix(SCHEMAS)]
-    return schema
-
-
-def data_schema(document: dict[str, Any], envelope: str, type_: str) -> dict[str, Any]:
-    """The data schema the ``EventEnvelope`` or ``CommandEnvelope`` rules give ``type_``."""
-    for rule in document["components"]["schemas"][envelope]["allOf"]:
-        condition = rule["if"]["properties"]["type"]
-        if type_ in condition.get("enum", [condition.get("const")]):
-            return schema_named(document, rule["then"]["properties"]["data"]["$ref"])
-    raise AssertionError(f"{envelope} has no data schema for {type_}")
-
-
-def properties(document: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
-    """A schema's properties, with those of the schemas it takes in through ``allOf``."""
-    found: dict[str, Any] = {}
-    for part in schema.get("allOf", []):
-        if "$ref" in part:
-            found |= properties(document, schema_named(document, part["$ref"]))
-    own: dict[str, Any] = schema.get("properties", {})
-    return found | own
-
-
-def object_schema(document: dict[str, Any], field: dict[str, Any]) -> dict[str, Any]:
-    """A property's own schema: itself, or the schema its ``$ref`` (or a oneOf's) names."""
-    for part in [field, *field.get("oneOf", []), *field.get("allOf", [])]:
-        if "$ref" in part:
-            return schema_named(document, part["$ref"])
-    return field
-
-
-def undocumented(
-    document: dict[str, Any], schema: dict[str, Any], data: dict[str, Any]
-) -> set[str]:
-    """Keys of ``data``, and of the objects in it, that the schema does not name."""
-    documented = properties(document, schema)
-    extra = set(data) - set(documented)
-    for name, value in data.items():
-        if not isinstance(value, dict) or name not in documented:
-            continue
-        nested = object_schema(document, documented[name])
-        if properties(document, nested):  # not a free-form object
-            extra |= {f"{name}.{key}" for key in undocumented(document, nested, value)}
-    return extra
 
 
 async def test_a_face_payment_run_commits_what_the_document_describes(

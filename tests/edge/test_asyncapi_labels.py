@@ -24,7 +24,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-import yaml
 from jsonschema import Draft7Validator
 
 from drivers.esl.simulator import AccessPointSimulator
@@ -37,9 +36,9 @@ from edge.commands.schema import CommandData
 from edge.labels.commands import LabelBind, LabelRefresh
 from edge.reports import SiteReports
 from edge.sync.uplink import UplinkStats
+from tests.edge import test_asyncapi as doc
 from tests.edge import test_labels_flow as flow
 from tests.edge.test_asyncapi import (
-    DOCUMENT,
     FACEPAY_COMMANDS,
     LABEL_COMMANDS,
     SOURCES,
@@ -55,8 +54,11 @@ from tests.edge.test_asyncapi import (
 from tests.edge.test_asyncapi_cabinet import committed
 from tests.edge.test_labels_flow import BREAD, MILK, TAG_A, TAG_B, events
 
-# The access point simulator with two tags, shared rather than copied.
+# The access point simulator with two tags and the document's fixtures, shared, not copied.
 ap = flow.ap
+document = doc.document
+events_payload = doc.events_payload
+command_payload = doc.command_payload
 
 KEY_ID = "pricing-2026"  # the key the document's label examples are signed with
 ACCESS_POINT = "ap1"  # flow.labels_config's
@@ -68,24 +70,6 @@ MODELS: dict[str, type[CommandData]] = {"label.bind": LabelBind, "label.refresh"
 def clock() -> ManualClock:
     """The morning of the document's examples, so that its example commands are in force."""
     return ManualClock(datetime(2026, 11, 21, 9, 20, 30, tzinfo=UTC))
-
-
-@pytest.fixture(scope="module")
-def document() -> dict[str, Any]:
-    loaded: dict[str, Any] = json.loads(
-        json.dumps(yaml.safe_load(DOCUMENT.read_text(encoding="utf-8")))
-    )
-    return loaded
-
-
-@pytest.fixture(scope="module")
-def events_payload(document: dict[str, Any]) -> Draft7Validator:
-    return validator_for(document, "/components/messages/events/payload")
-
-
-@pytest.fixture(scope="module")
-def command_payload(document: dict[str, Any]) -> Draft7Validator:
-    return validator_for(document, "/components/messages/command/payload")
 
 
 def record_commands(app: EdgeApp) -> list[dict[str, Any]]:
