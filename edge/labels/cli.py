@@ -12,6 +12,10 @@ import argparse
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from edge.db import Database
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
 
@@ -54,7 +58,7 @@ def _help_of(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], 
     return show
 
 
-def _database(config_path: Path) -> object:
+def _database(config_path: Path) -> Database:
     from edge.config import load_config
     from edge.db import Database
     from edge.db.migrate import upgrade_to_head
@@ -65,19 +69,14 @@ def _database(config_path: Path) -> object:
     return db
 
 
-def _counts(db: object) -> dict[str, int]:
-    from edge.db import Database
+def _counts(db: Database) -> dict[str, int]:
     from edge.labels.pushes import counts
 
-    assert isinstance(db, Database)
     return db.transact_sync(lambda tx: counts(tx.session))
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from edge.db import Database
-
     db = _database(args.config)
-    assert isinstance(db, Database)
     try:
         found = _counts(db)
         print("  ".join(f"{state} {n}" for state, n in found.items()))
@@ -89,7 +88,6 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_refresh(args: argparse.Namespace) -> int:
     from edge.catalog.prices import PriceBook
     from edge.clock import Clock
-    from edge.db import Database
     from edge.labels.commands import LabelRefresh, apply_refresh
 
     try:
@@ -98,7 +96,6 @@ def cmd_refresh(args: argparse.Namespace) -> int:
         print(f"edge labels refresh: {exc}")
         return EXIT_INVALID
     db = _database(args.config)
-    assert isinstance(db, Database)
     try:
         prices = PriceBook(db)
         prices.load_sync()
@@ -110,17 +107,13 @@ def cmd_refresh(args: argparse.Namespace) -> int:
         db.close()
 
 
-def follow(db: object, interval: float) -> int:
+def follow(db: Database, interval: float) -> int:
     """A progress bar of delivered (or failed) pushes, until none is queued or uploaded."""
     from tqdm import tqdm
 
-    from edge.db import Database
     from edge.labels.pushes import CONFIRMED, FAILED, QUEUED, UPLOADED
 
-    assert isinstance(db, Database)
-    found = _counts(db)
-    total = sum(found.values())
-    with tqdm(total=total, unit="label", desc="labels delivered") as bar:
+    with tqdm(unit="label", desc="labels delivered") as bar:
         while True:
             found = _counts(db)
             bar.total = sum(found.values())
