@@ -18,6 +18,7 @@ import uvicorn
 from drivers.esl.backend import LabelBackend
 from drivers.esl.openepaperlink import OpenEPaperLinkAP
 from edge import __version__
+from edge.api.feed import EventFeed
 from edge.cabinet.service import CabinetService
 from edge.catalog.commands import register_catalog_commands
 from edge.catalog.prices import PriceBook
@@ -64,6 +65,8 @@ class EdgeApp:
         upgrade_to_head(self.db.engine)
         self.metrics = Metrics()
         self.db.add_event_listener(self.metrics.count_events)
+        self.feed = EventFeed()  # live updates for screens
+        self.db.add_event_listener(self.feed.publish)
         self.health = DeviceHealth(self.db)
         self.locks = LockController(config.lockboards)
         for bus in config.lockboards:
@@ -352,6 +355,7 @@ class EdgeApp:
         self.cabinets.stop_accepting()
         self._stopping = True
         await self.lockers.drain_in_flight(SHUTDOWN_GRACE_S)
+        self.feed.close()
         if self.http is not None and self._http_task is not None:
             self.http.should_exit = True
             with contextlib.suppress(Exception):
@@ -386,8 +390,20 @@ def board_device(bus: str, board: int) -> str:
 
 
 async def run_until_signalled(app: EdgeApp, stop: asyncio.Event) -> None:
-    await app.start()
+    """Start, serve until ``stop`` is set, stop cleanly; telling systemd each step under it."""
+    from edge.runtime.systemd import Notifier
+
+    notifier = Notifier.from_environment()
+    site = app.config.site.id
     try:
-        await stop.wait()
+        async with notifier.watchdog():  # pinged from this loop: a hung loop gets restarted
+            notifier.status(f"starting: site {site}, checking doors")
+            await app.start()
+            notifier.ready(f"serving on {app.config.http.host}:{app.http_port}, site {site}")
+            try:
+                await stop.wait()
+            finally:
+                notifier.stopping(f"stopping: site {site}, finishing unlocks, flushing the outbox")
+                await app.stop()
     finally:
-        await app.stop()
+        notifier.close()

@@ -14,6 +14,8 @@ from edge.api.auth import Courier, Operator, Terminal
 from edge.api.cabinets import cabinet_kiosk_routes, cabinet_operator_routes
 from edge.api.facepay import facepay_kiosk_routes, facepay_operator_routes
 from edge.api.labels import label_operator_routes
+from edge.api.overview import overview_routes
+from edge.api.pages import mount_pages
 from edge.api.scans import scan_kiosk_routes
 from edge.api.schemas import (
     CompartmentOut,
@@ -32,6 +34,7 @@ from edge.api.schemas import (
     ReturnRequest,
     SizeAvailability,
 )
+from edge.api.stream import stream_routes
 from edge.cabinet.errors import CabinetError
 from edge.db.tables import Compartment, OutboxEvent, Parcel
 from edge.facepay.service import FacePayError
@@ -144,6 +147,11 @@ def create_api(edge: EdgeApp) -> FastAPI:
         facepay_operator_routes(edge), prefix="/api/v1", tags=["operator"], responses=ERRORS
     )
 
+    api.include_router(overview_routes(edge), prefix="/api/v1", tags=["operator"], responses=ERRORS)
+    kiosk_stream, operator_stream = stream_routes(edge)
+    api.include_router(kiosk_stream, prefix="/api/v1/kiosk", tags=["kiosk"], responses=ERRORS)
+    api.include_router(operator_stream, prefix="/api/v1", tags=["operator"], responses=ERRORS)
+
     @api.get("/api/v1/health", tags=["health"])
     async def health() -> JSONResponse:
         """``ok`` once the boot check of the doors is done; ``starting`` (503) before."""
@@ -191,6 +199,7 @@ def create_api(edge: EdgeApp) -> FastAPI:
             edge.metrics.read_labels(edge.labels, await edge.db.read(label_counts))
         return Response(edge.metrics.render(), media_type="text/plain; version=0.0.4")
 
+    mount_pages(api)
     return api
 
 

@@ -352,3 +352,18 @@ class LabelPush(SQLModel, table=True):
     shown: dict[str, object] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
     """The last content the label confirmed (its price), which may lag behind ``content``."""
     updated_at: datetime
+
+
+class TemperatureMinute(SQLModel, table=True):
+    """One sensor's readings over one minute, kept for the operator console's chart."""
+
+    __tablename__ = "temperature_minute"
+
+    sensor: str = Field(primary_key=True)
+    minute: datetime = Field(primary_key=True, index=True)
+    """The minute's start, UTC."""
+    zone: str
+    min_c: float
+    max_c: float
+    mean_c: float
+    readings: int

@@ -19,6 +19,7 @@ from edge.db import Database, Transaction
 from edge.db.tables import Compartment
 from edge.devices.health import DeviceHealth
 from edge.lockers import queries
+from edge.lockers.temperature_history import TemperatureHistory
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,7 @@ class TemperatureMonitor:
         self.health = health
         self.sensors: dict[str, ModbusTemperatureSensor] = {}
         self.watches: dict[str, ZoneWatch] = {}
+        self.history = TemperatureHistory(db, db.clock)
         for sensor in config.temperature_sensors:
             self.sensors[sensor.name] = ModbusTemperatureSensor(
                 sensor.port,
@@ -61,6 +63,7 @@ class TemperatureMonitor:
             else:
                 self.health.set(sensor.name, True)
                 await self.observe(sensor, reading.celsius, asyncio.get_running_loop().time())
+                await self.history.record(sensor.name, sensor.zone.value, reading.celsius)
             await asyncio.sleep(sensor.poll_interval_s)
 
     async def observe(self, sensor: TemperatureSensorConfig, celsius: float, now: float) -> None:
@@ -122,6 +125,7 @@ class TemperatureMonitor:
     async def close(self) -> None:
         for driver in self.sensors.values():
             await driver.close()
+        await self.history.flush()
 
 
 def _inside(rule: ZoneRule, celsius: float) -> bool:
