@@ -14,6 +14,7 @@ from pathlib import Path
 from edge import __version__
 from edge.commands.cli import add_parsers as add_command_parsers
 from edge.config import ConfigError, EdgeConfig, load_config
+from edge.doctor.cli import add_parsers as add_doctor_parsers
 from edge.labels.cli import add_parsers as add_label_parsers
 
 log = logging.getLogger("edge.cli")
@@ -90,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_command_parsers(commands)  # edge keys ..., edge command ...
     add_label_parsers(commands)  # edge labels ...
+    add_doctor_parsers(commands)  # edge doctor
 
     models = commands.add_parser("models", help="face recognition models")
     models.set_defaults(handler=_help_of(models))
