@@ -7,14 +7,16 @@ health) are read fresh at each scrape, so they can never drift from the database
 from __future__ import annotations
 
 import statistics
+from datetime import datetime
 from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
-from sqlalchemy import func
-from sqlmodel import Session, select
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
+from sqlalchemy import ColumnElement, func
+from sqlmodel import Session, col, select
 
+from edge.clock import Clock, as_utc
 from edge.commands.dispatcher import CommandDispatcher
-from edge.db.tables import Compartment
+from edge.db.tables import CabinetSession, Compartment, OutboxEvent
 from edge.outbox.cursor import position as outbox_position
 from edge.outbox.retention import OutboxKeeper
 from edge.outbox.store import Envelope
@@ -188,6 +190,55 @@ class Metrics:
             "Undelivered events dropped at the cap since start (drop_oldest)",
             registry=r,
         )
+        self.build = Info("edge_build", "Release and site of this controller", registry=r)
+        self.ready = Gauge(
+            "edge_ready", "1 once the doors were checked at start and the site serves", registry=r
+        )
+        self.outbox_oldest_age = Gauge(
+            "edge_outbox_oldest_pending_age_seconds",
+            "Age of the oldest event not yet delivered upstream (0 when none waits)",
+            registry=r,
+        )
+        self.sync_down = Gauge(
+            "edge_sync_down_seconds",
+            "How long the upstream link has been down (0 while connected)",
+            registry=r,
+        )
+        self.temperature_alarm = Gauge(
+            "edge_temperature_alarm",
+            "1 while the zone is outside its band past the grace period",
+            ["sensor", "zone"],
+            registry=r,
+        )
+        self.doors_open = Gauge(
+            "edge_compartment_doors_open", "Compartment doors seen open now", registry=r
+        )
+        self.compartments_disabled = Gauge(
+            "edge_compartments_disabled", "Compartments an operator disabled", registry=r
+        )
+        self.sessions_held = Gauge(
+            "edge_cabinet_sessions_held",
+            "Cabinet sessions held for an operator's review",
+            registry=r,
+        )
+        self.screens = Gauge(
+            "edge_screens_watching",
+            "Kiosk and console screens on the live event stream",
+            registry=r,
+        )
+        self.http_requests = Counter(
+            "edge_http_requests",
+            "Local API requests by route and status",
+            ["method", "route", "status"],
+            registry=r,
+        )
+        self.http_seconds = Histogram(
+            "edge_http_request_seconds",
+            "Local API request time (streams excluded)",
+            ["route"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+            registry=r,
+        )
         self.commands = Gauge(
             "edge_commands",
             "Downlink commands since start, by outcome and error code",
@@ -254,13 +305,43 @@ class Metrics:
         for envelope in envelopes:
             self.events.labels(envelope.type).inc()
 
-    def read_database(self, session: Session) -> None:
+    def read_database(self, session: Session, clock: Clock) -> None:
         self.compartments.clear()
         for state, count in session.exec(
             select(Compartment.state, func.count()).group_by(Compartment.state)
         ).all():
             self.compartments.labels(state).set(count)
-        self.outbox_pending.set(outbox_position(session).pending)
+        self.doors_open.set(_count(session, col(Compartment.door_open).is_(True)))
+        self.compartments_disabled.set(_count(session, col(Compartment.enabled).is_(False)))
+        self.sessions_held.set(
+            session.exec(
+                select(func.count())
+                .select_from(CabinetSession)
+                .where(CabinetSession.state == "held")
+            ).one()
+        )
+        position = outbox_position(session)
+        self.outbox_pending.set(position.pending)
+        oldest = session.exec(
+            select(OutboxEvent.ts)
+            .where(OutboxEvent.seq > position.acked)
+            .order_by(OutboxEvent.seq)  # type: ignore[arg-type]
+            .limit(1)
+        ).first()
+        age = (
+            (clock.now() - as_utc(datetime.fromisoformat(oldest))).total_seconds()
+            if oldest is not None
+            else 0.0
+        )
+        self.outbox_oldest_age.set(max(0.0, age))
+
+    def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
+        self.http_requests.labels(method, route, str(status)).inc()
+        self.http_seconds.labels(route).observe(seconds)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+def _count(session: Session, condition: ColumnElement[bool]) -> int:
+    return int(session.exec(select(func.count()).select_from(Compartment).where(condition)).one())

@@ -16,6 +16,7 @@ from edge.api.facepay import facepay_kiosk_routes, facepay_operator_routes
 from edge.api.labels import label_operator_routes
 from edge.api.overview import overview_routes
 from edge.api.pages import mount_pages
+from edge.api.request_metrics import count_requests
 from edge.api.scans import scan_kiosk_routes
 from edge.api.schemas import (
     CompartmentOut,
@@ -167,7 +168,12 @@ def create_api(edge: EdgeApp) -> FastAPI:
 
     @api.get("/metrics", tags=["health"], response_class=Response)
     async def metrics() -> Response:
-        await edge.db.read(edge.metrics.read_database)
+        await edge.db.read(lambda s: edge.metrics.read_database(s, edge.db.clock))
+        edge.metrics.build.info({"version": edge.version, "site": edge.config.site.id})
+        edge.metrics.ready.set(1 if edge.started.is_set() else 0)
+        edge.metrics.screens.set(edge.feed.watchers)
+        down = edge.sync.state.down_for() if edge.sync is not None else None
+        edge.metrics.sync_down.set(down or 0.0)
         for device in edge.health.devices.values():
             edge.metrics.device_up.labels(device.name, device.kind).set(
                 1 if device.available else 0
@@ -180,6 +186,8 @@ def create_api(edge: EdgeApp) -> FastAPI:
             last = edge.temperature.watches[sensor.name].last_celsius
             if last is not None:
                 edge.metrics.temperature.labels(sensor.name, sensor.zone.value).set(last)
+            alarmed = edge.temperature.watches[sensor.name].alarmed
+            edge.metrics.temperature_alarm.labels(sensor.name, sensor.zone.value).set(int(alarmed))
         for name, reader in edge.readers.readers.items():
             edge.metrics.rfid_tag_reads.labels(name).set(reader.metrics.tag_reads)
             edge.metrics.rfid_rounds.labels(name).set(reader.metrics.rounds)
@@ -200,6 +208,7 @@ def create_api(edge: EdgeApp) -> FastAPI:
         return Response(edge.metrics.render(), media_type="text/plain; version=0.0.4")
 
     mount_pages(api)
+    count_requests(api, edge.metrics)
     return api
 
 

@@ -153,3 +153,43 @@ async def test_the_temperature_endpoint_names_each_sensor_with_its_limits(
     assert newest["min_c"] <= 4.5 <= newest["max_c"]
     r = await http.get("/api/v1/temperatures", headers=OPERATOR, params={"hours": 1000})
     assert r.status_code == 422
+
+
+def samples(text: str) -> dict[str, float]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return {
+        f"{s.name}{sorted(s.labels.items()) if s.labels else ''}": s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+async def test_metrics_carry_what_an_operator_alerts_on(
+    http: httpx.AsyncClient, app: EdgeApp, clock: ManualClock
+) -> None:
+    assert (await http.post("/api/v1/compartments/A02/disable", headers=OPERATOR)).is_success
+    clock.advance(120)  # nothing delivered upstream (no broker) for two minutes
+    sensor = next(s for s in app.config.temperature_sensors if s.zone.value == "frozen")
+    rule = app.config.lockers.zones[sensor.zone]
+    assert rule.max_c is not None
+    await app.temperature.observe(sensor, rule.max_c + 10, now=0.0)
+    await app.temperature.observe(sensor, rule.max_c + 10, now=rule.grace_s + 1)
+    await http.get("/api/v1/kiosk/operations/no-such-operation")  # refused: no kiosk token
+    await http.get("/api/v1/no/such/path/7f3a")
+
+    values = samples((await http.get("/metrics")).text)
+    assert values["edge_ready"] == 1
+    assert values[f"edge_build_info[('site', 'demo-site'), ('version', '{app.version}')]"] == 1
+    assert values["edge_outbox_oldest_pending_age_seconds"] >= 120
+    assert values["edge_compartments_disabled"] == 1
+    assert values[f"edge_temperature_alarm[('sensor', '{sensor.name}'), ('zone', 'frozen')]"] == 1
+    assert values["edge_cabinet_sessions_held"] == 0
+    # Routes are counted by their template: ids never become label values.
+    refused = "[('method', 'GET'), ('route', '/api/v1/kiosk/operations/{operation_id}'), " + (
+        "('status', '401')]"
+    )
+    assert values["edge_http_requests_total" + refused] == 1
+    unmatched = "[('method', 'GET'), ('route', 'unmatched'), ('status', '404')]"
+    assert values["edge_http_requests_total" + unmatched] == 1
+    assert not any("7f3a" in key or "no-such-operation" in key for key in values)
