@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import signal
 import socket
 import tempfile
@@ -46,6 +47,8 @@ from edge.logs import configure_logging
 if TYPE_CHECKING:
     from edge.demo.facepay import FaceDemo
 
+log = logging.getLogger(__name__)
+
 PARCEL = "SF1234567890"
 PRICES_SINCE = "2025-01-01T00:00:00Z"
 """When the demo prices came into force: a fixed moment, so that a kept --data-dir takes the
@@ -73,15 +76,23 @@ async def run_demo(data_dir: Path | None, port: int, exit_after_walkthrough: boo
         await demo.walk()
         if exit_after_walkthrough:
             return 0
+        waiting = await demo.leave_a_parcel("DEMO-PARCEL-KIOSK")
         demo.door_closing_delay_s = 8.0  # time enough to try the API by hand
         print(
-            f"\nThe controller keeps running: API docs at {demo.base_url}/docs, "
-            f"metrics at {demo.base_url}/metrics"
+            f"\nThe controller keeps running:\n"
+            f"  kiosk screen:     {demo.base_url}/kiosk/#token={KIOSK_TOKEN}\n"
+            f"  operator console: {demo.base_url}/console/  (token {OPERATOR_TOKEN})\n"
+            f"  API docs:         {demo.base_url}/docs\n"
+            f"  metrics:          {demo.base_url}/metrics\n"
+            f"Doors you open on the kiosk close by themselves "
+            f"{demo.door_closing_delay_s:.0f} s later, as if a person closed them."
         )
         print(
             f"Kiosk token: {KIOSK_TOKEN}   operator token: {OPERATOR_TOKEN}   "
             f"courier {COURIER_ID} / {COURIER_CREDENTIAL}"
         )
+        if waiting is not None:
+            print(f"A parcel waits in {waiting[0]}: pick it up on the kiosk with code {waiting[1]}")
         print("Press Ctrl-C to stop.")
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -109,6 +120,17 @@ class Demo:
             loop.call_later(self.door_closing_delay_s, sim.close_door, address, lock)
 
         sim.add_unlock_listener(closing)
+
+    async def leave_a_parcel(self, code: str) -> tuple[str, str] | None:
+        """Deposit one more parcel, for the visitor to collect on the kiosk: (compartment,
+        pickup code), or None if the site could not take it."""
+        try:
+            door = await self.app.lockers.start_deposit(COURIER_ID, code, "S")
+            done = await self.app.lockers.wait_operation(door.operation_id, wait_s=15)
+        except Exception:  # the demo goes on without it; the kiosk still works
+            log.warning("the demo could not leave a parcel for the kiosk", exc_info=True)
+            return None
+        return (door.compartment_id, done.pickup_code) if done.pickup_code else None
 
     async def walk(self) -> None:
         async with httpx.AsyncClient(base_url=self.base_url, timeout=30) as http:
