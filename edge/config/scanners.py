@@ -23,7 +23,7 @@ class SerialScannerConfig(_Scanner):
 
     kind: Literal["serial"]
     port: str = Field(min_length=1)
-    """``/dev/ttyACM0``, or better a udev name (see deploy/99-edge-serial.rules)."""
+    """``/dev/ttyACM0``, or better a udev name (see deploy/99-edge.rules)."""
     baudrate: int = Field(default=9600, gt=0)
     terminator: Literal["cr", "lf", "crlf"] = "cr"
     prefix: str = ""
