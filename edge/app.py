@@ -333,6 +333,8 @@ class EdgeApp:
             log_config=None,
             access_log=False,
             lifespan="off",
+            # Screens long-poll (up to 60 s): a stop does not wait for those answers.
+            timeout_graceful_shutdown=2,
         )
         self.http = uvicorn.Server(config)
         self._http_task = asyncio.create_task(self.http.serve(), name="http")

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 from fastapi import APIRouter, FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from sqlalchemy import func
+from sqlalchemy import and_, case, func
 from sqlmodel import Session, col, select
 
 from edge.api.auth import Courier, Operator, Terminal
@@ -233,12 +233,21 @@ def kiosk_routes(edge: EdgeApp) -> APIRouter:
     @router.get("/sizes")
     async def sizes(_terminal: Terminal) -> list[SizeAvailability]:
         def count(s: Session) -> list[SizeAvailability]:
+            # Every size the site has, with 0 where none is free: the screen shows it as full.
+            offered = and_(
+                col(Compartment.state) == CompartmentState.FREE,
+                col(Compartment.enabled).is_(True),
+            )
             rows = s.exec(
-                select(Compartment.zone, Compartment.size, func.count())
-                .where(Compartment.state == CompartmentState.FREE, Compartment.enabled == True)  # noqa: E712
+                select(
+                    Compartment.zone,
+                    Compartment.size,
+                    func.sum(case((offered, 1), else_=0)),
+                )
                 .group_by(Compartment.zone, Compartment.size)
+                .order_by(Compartment.zone, Compartment.size)
             ).all()
-            return [SizeAvailability(zone=z, size=sz, free=n) for z, sz, n in rows]
+            return [SizeAvailability(zone=z, size=sz, free=int(n or 0)) for z, sz, n in rows]
 
         return await edge.db.read(count)
 

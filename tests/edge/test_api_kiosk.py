@@ -136,6 +136,13 @@ async def test_full_deposit_and_pickup_over_http(
     free = {(s["zone"], s["size"]): s["free"] for s in r.json()}
     assert free[("chilled", "M")] == 3 and free[("ambient", "S")] == 4
 
+    # A size with nothing free is still listed, with 0: the kiosk shows it as full.
+    for compartment in ("F01", "F02", "F03", "F04"):
+        r = await http.post(f"/api/v1/compartments/{compartment}/disable", headers=OPERATOR)
+        assert r.status_code == 200, r.text
+    r = await http.get("/api/v1/kiosk/sizes", headers=KIOSK)
+    assert {(s["zone"], s["size"]): s["free"] for s in r.json()}[("frozen", "M")] == 0
+
     courier = await sign_in(http)
     r = await http.post("/api/v1/kiosk/deposits", headers=courier, json={"parcel_code": "FRESH-1"})
     assert r.status_code == 201, r.text
