@@ -12,7 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from edge.api.auth import Operator, Terminal
 from edge.api.facepay import facepay_service
 from edge.cabinet.errors import UnknownCabinet
-from edge.cabinet.service import SessionKind, SessionView
+from edge.cabinet.service import Cabinet, SessionKind, SessionView
 from edge.facepay.service import FacePayError
 
 if TYPE_CHECKING:
@@ -71,6 +71,19 @@ class CabinetOut(BaseModel):
     items: int
 
 
+def cabinet_out(cab: Cabinet) -> CabinetOut:
+    return CabinetOut(
+        id=cab.id,
+        name=cab.config.name,
+        available=cab.open_for_shoppers,
+        reader_available=cab.reader_available,
+        door_open=cab.door_open,
+        session_id=cab.session_id,
+        held=cab.held,
+        items=len(cab.stock),
+    )
+
+
 def _out(view: SessionView) -> CabinetSessionOut:
     return CabinetSessionOut(**asdict(view))
 
@@ -81,19 +94,7 @@ def cabinet_kiosk_routes(edge: EdgeApp) -> APIRouter:
 
     @router.get("/cabinets")
     async def cabinets(_terminal: Terminal) -> list[CabinetOut]:
-        return [
-            CabinetOut(
-                id=cab.id,
-                name=cab.config.name,
-                available=cab.open_for_shoppers,
-                reader_available=cab.reader_available,
-                door_open=cab.door_open,
-                session_id=cab.session_id,
-                held=cab.held,
-                items=len(cab.stock),
-            )
-            for cab in service.cabinets.values()
-        ]
+        return [cabinet_out(cab) for cab in service.cabinets.values()]
 
     @router.post("/cabinets/{cabinet_id}/sessions", status_code=201)
     async def start(

@@ -14,6 +14,7 @@ from pydantic import BaseModel
 from sqlmodel import Session, col, select
 
 from edge.api.auth import Operator
+from edge.api.cabinets import CabinetOut, cabinet_out
 from edge.api.schemas import CompartmentOut, DeviceOut, EventOut
 from edge.clock import as_utc, rfc3339
 from edge.db.tables import CabinetSession, Compartment, OutboxEvent
@@ -34,17 +35,6 @@ class Alarm(BaseModel):
     kind: str
     target: str
     message: str
-
-
-class CabinetState(BaseModel):
-    id: str
-    name: str
-    available: bool
-    reader_available: bool
-    door_open: bool | None
-    session_id: str | None
-    held: bool
-    items: int
 
 
 class HeldSession(BaseModel):
@@ -88,7 +78,7 @@ class Overview(BaseModel):
     at: str
     alarms: list[Alarm]
     compartments: list[CompartmentOut]
-    cabinets: list[CabinetState]
+    cabinets: list[CabinetOut]
     held_sessions: list[HeldSession]
     devices: list[DeviceOut]
     temperatures: list[TemperatureNow]
@@ -170,19 +160,7 @@ async def build_overview(edge: EdgeApp) -> Overview:
         DeviceOut(name=d.name, kind=d.kind, available=d.available, reason=d.reason, since=d.since)
         for d in edge.health.devices.values()
     ]
-    cabinets = [
-        CabinetState(
-            id=cab.id,
-            name=cab.config.name,
-            available=cab.open_for_shoppers,
-            reader_available=cab.reader_available,
-            door_open=cab.door_open,
-            session_id=cab.session_id,
-            held=cab.held,
-            items=len(cab.stock),
-        )
-        for cab in edge.cabinets.cabinets.values()
-    ]
+    cabinets = [cabinet_out(cab) for cab in edge.cabinets.cabinets.values()]
     temperatures = []
     for sensor in edge.config.temperature_sensors:
         rule = edge.config.lockers.zones[sensor.zone]
@@ -257,7 +235,7 @@ def _sync_state(edge: EdgeApp, acked: int, last: int, oldest: str | None) -> Syn
 
 def _alarms(
     compartments: list[CompartmentOut],
-    cabinets: list[CabinetState],
+    cabinets: list[CabinetOut],
     held: list[HeldSession],
     devices: list[DeviceOut],
     temperatures: list[TemperatureNow],

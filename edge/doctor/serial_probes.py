@@ -7,16 +7,18 @@ from __future__ import annotations
 import asyncio
 import socket
 
-from drivers.lockboard import BoardFamily, BoardTimeout, LockBoardError, LockBus
+from drivers.lockboard import BoardTimeout, LockBoardError, LockBus
 from drivers.rfid.llrp import codec
 from drivers.rfid.reader import RfidReader
-from drivers.temperature import ModbusTemperatureSensor, RegisterMap, SensorUnavailable
+from drivers.temperature import SensorUnavailable
 from edge.config.cabinets import RfidReaderConfig
 from edge.config.models import LockBusConfig, TemperatureSensorConfig
 from edge.config.scanners import SerialScannerConfig
 from edge.doctor.ports import PortProblem, in_use
 from edge.doctor.report import Finding, fail, ok
+from edge.hardware.locks import lock_bus_for
 from edge.hardware.rfid import build_reader
+from edge.lockers.temperature import sensor_for
 
 # How long a driver may take to open a port that the preflight could open.
 PORT_OPEN_S = 2.0
@@ -28,15 +30,7 @@ def port_finding(check: str, target: str, problem: PortProblem) -> Finding:
 
 async def probe_lock_bus(config: LockBusConfig) -> list[Finding]:
     """One row per board: its lock/door status read with the query every poll uses."""
-    bus = LockBus(
-        config.port,
-        BoardFamily(config.protocol),
-        baudrate=config.baudrate,
-        request_timeout=config.request_timeout_s,
-        retries=config.retries,
-        query_all_closed_bit=config.query_all_closed_bit,
-        name=config.name,
-    )
+    bus = lock_bus_for(config)
     await bus.start()
     try:
         if not await bus.wait_available(PORT_OPEN_S):
@@ -75,16 +69,7 @@ async def _probe_board(bus: LockBus, config: LockBusConfig, address: int, locks:
 
 async def probe_temperature(config: TemperatureSensorConfig) -> Finding:
     target = f"{config.name} ({config.port} #{config.device_id})"
-    sensor = ModbusTemperatureSensor(
-        config.port,
-        device_id=config.device_id,
-        register=RegisterMap(**config.register_map.model_dump()),
-        baudrate=config.baudrate or 9600,
-        parity=config.parity,
-        stopbits=config.stopbits,
-        timeout=config.timeout_s,
-        name=config.name,
-    )
+    sensor = sensor_for(config)
     try:
         reading = await sensor.read()
     except SensorUnavailable as exc:

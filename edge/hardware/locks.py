@@ -45,15 +45,7 @@ class LockController:
         self._board_answering: dict[tuple[str, int], bool] = {}
         self._availability_listeners: list[AvailabilityListener] = []
         for config in configs:
-            bus = LockBus(
-                config.port,
-                BoardFamily(config.protocol),
-                baudrate=config.baudrate,
-                request_timeout=config.request_timeout_s,
-                retries=config.retries,
-                query_all_closed_bit=config.query_all_closed_bit,
-                name=config.name,
-            )
+            bus = lock_bus_for(config)
             bus.add_report_listener(partial(self._seen, config.name))
             bus.add_availability_listener(partial(self._availability_changed, config.name))
             self.buses[config.name] = bus
@@ -156,3 +148,16 @@ class LockController:
     def _availability_changed(self, bus: str, available: bool) -> None:
         for listener in self._availability_listeners:
             listener(bus, available)
+
+
+def lock_bus_for(config: LockBusConfig) -> LockBus:
+    """The driver of one configured RS-485 lock bus (not started)."""
+    return LockBus(
+        config.port,
+        BoardFamily(config.protocol),
+        baudrate=config.baudrate,
+        request_timeout=config.request_timeout_s,
+        retries=config.retries,
+        query_all_closed_bit=config.query_all_closed_bit,
+        name=config.name,
+    )

@@ -40,16 +40,7 @@ class TemperatureMonitor:
         self.watches: dict[str, ZoneWatch] = {}
         self.history = TemperatureHistory(db, db.clock)
         for sensor in config.temperature_sensors:
-            self.sensors[sensor.name] = ModbusTemperatureSensor(
-                sensor.port,
-                device_id=sensor.device_id,
-                register=RegisterMap(**sensor.register_map.model_dump()),
-                baudrate=sensor.baudrate or 9600,
-                parity=sensor.parity,
-                stopbits=sensor.stopbits,
-                timeout=sensor.timeout_s,
-                name=sensor.name,
-            )
+            self.sensors[sensor.name] = sensor_for(sensor)
             self.watches[sensor.name] = ZoneWatch()
             health.register(sensor.name, "temperature_sensor")
 
@@ -128,10 +119,24 @@ class TemperatureMonitor:
         await self.history.flush()
 
 
+def sensor_for(config: TemperatureSensorConfig) -> ModbusTemperatureSensor:
+    """The driver of one configured Modbus temperature sensor."""
+    return ModbusTemperatureSensor(
+        config.port,
+        device_id=config.device_id,
+        register=RegisterMap(**config.register_map.model_dump()),
+        baudrate=config.baudrate or 9600,
+        parity=config.parity,
+        stopbits=config.stopbits,
+        timeout=config.timeout_s,
+        name=config.name,
+    )
+
+
 def _inside(rule: ZoneRule, celsius: float) -> bool:
     if rule.min_c is not None and celsius < rule.min_c:
         return False
     return not (rule.max_c is not None and celsius > rule.max_c)
 
 
-__all__ = ["TemperatureMonitor"]
+__all__ = ["TemperatureMonitor", "sensor_for"]
