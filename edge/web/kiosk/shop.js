@@ -10,6 +10,7 @@ import { waitForPayment, waitForSession, watchScans } from "./waits.js";
 
 const RECEIPT_MS = 30000;
 const FACE_WAIT_S = 10;
+const CABINETS_REFRESH_MS = 3000;
 
 function whyUnavailable(cabinet) {
   if (!cabinet.reader_available) return t("shop.why.reader");
@@ -26,14 +27,25 @@ export class ShopScreen {
   }
 
   async enter() {
+    await this.load();
+    // A cabinet being counted or used becomes free by itself: look again while this shows.
+    const timer = setInterval(() => this.load(), CABINETS_REFRESH_MS);
+    this.signal.addEventListener("abort", () => clearInterval(timer));
+  }
+
+  async load() {
+    const before = JSON.stringify(this.cabinets);
     try {
       this.cabinets = await api.get("/cabinets", { signal: this.signal });
+      this.error = null;
     } catch (error) {
       if (this.signal.aborted) return;
-      this.cabinets = [];
+      this.cabinets = this.cabinets || [];
       this.error = () => describe(error);
     }
-    if (this.app.showing(this)) this.app.paint();
+    // Repaint only on a change: a repaint under a finger could swallow the touch.
+    const changed = this.error || JSON.stringify(this.cabinets) !== before;
+    if (changed && this.app.showing(this)) this.app.paint();
   }
 
   render() {
