@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edge.api.feed import Watcher
 from edge.app import EdgeApp
 from edge.demo.site import KIOSK_TOKEN, OPERATOR_TOKEN, SimulatedSite
+from edge.outbox.store import Envelope
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = Path(os.environ.get("EDGE_TEST_ARTIFACTS", ROOT / "test-artifacts"))
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+# The ``screenshot`` fixture: ``await screenshot(page, "door-open")``.
+Screenshot = Callable[[Any, str], Awaitable[Path]]
 # Chromium on a closed network: no background lookups (they fail, many at a time), no sandbox
 # (the tests may run as root), no GPU (there is no screen).
 CHROMIUM_ARGS = [
@@ -63,6 +70,17 @@ async def accessibility_violations(page: Any, *, exclude: list[str] | None = Non
         targets = ", ".join(str(n["target"]) for n in violation["nodes"][:3])
         lines.append(f"{violation['id']} ({violation['impact']}): {violation['help']} at {targets}")
     return lines
+
+
+async def next_event(
+    watcher: Watcher, type_: str, where: Callable[[Envelope], bool] = lambda _e: True
+) -> Envelope:
+    """The next committed event of ``type_`` that matches, from the controller's own feed."""
+    async with asyncio.timeout(30):
+        while True:
+            event = await watcher.next()
+            if event.type == type_ and where(event):
+                return event
 
 
 __all__ = ["KIOSK_TOKEN", "OPERATOR_TOKEN"]

@@ -14,11 +14,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from edge.app import EdgeApp
 from edge.demo.site import SimulatedSite
 from tests.web.browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, ServedSite
+from tests.web.console_support import Console, api_client, console_page
 
 playwright_api = pytest.importorskip("playwright.async_api")
 
@@ -70,3 +72,15 @@ def screenshot(request: pytest.FixtureRequest) -> Callable[[Any, str], Awaitable
         return path
 
     return take
+
+
+@pytest.fixture
+async def console(served_site: ServedSite, browser: Any) -> AsyncIterator[Console]:
+    async with console_page(browser) as page:
+        yield page
+
+
+@pytest.fixture
+async def http(served_site: ServedSite) -> AsyncIterator[httpx.AsyncClient]:
+    async with api_client(served_site) as client:
+        yield client

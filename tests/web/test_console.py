@@ -7,27 +7,23 @@ bus unplugged). Waiting is on the page (Playwright's expect) or on the controlle
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from edge.api.feed import Watcher
 from edge.app import EdgeApp
 from edge.demo.site import COURIER_CREDENTIAL, COURIER_ID, SimulatedSite
-from edge.outbox.store import Envelope
 from tests.web.browser import (
-    CONSOLE,
     KIOSK_TOKEN,
     OPERATOR_TOKEN,
+    Screenshot,
     ServedSite,
     accessibility_violations,
 )
+from tests.web.console_support import Console, console_page, signed_in
 
 playwright_api = pytest.importorskip("playwright.async_api")
 expect = playwright_api.expect
@@ -35,77 +31,6 @@ expect = playwright_api.expect
 TABLET = {"width": 1024, "height": 768}
 KIOSK = {"X-Kiosk-Token": KIOSK_TOKEN}
 OPERATOR = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
-Screenshot = Callable[[Any, str], Awaitable[Any]]
-
-
-class Console:
-    """One browser page on /console/, with the errors it logs."""
-
-    def __init__(self, page: Any) -> None:
-        self.page = page
-        self.errors: list[str] = []
-        page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
-        page.on("pageerror", lambda e: self.errors.append(str(e)))
-
-    async def sign_in(self, served: ServedSite, token: str = OPERATOR_TOKEN) -> None:
-        await self.page.goto(served.console_url)
-        await self.page.get_by_label("Operator token").fill(token)
-        await self.page.get_by_role("button", name="Sign in").click()
-
-    def tile(self, compartment: str) -> Any:
-        return self.page.locator(f".tile[data-id='{compartment}']")
-
-    def events(self) -> Any:
-        return self.page.get_by_role("list", name="Recent events")
-
-    def alarms(self) -> Any:
-        return self.page.get_by_role("region", name="Alarms")
-
-
-@contextlib.asynccontextmanager
-async def console_page(browser: Any) -> AsyncIterator[Console]:
-    context = await browser.new_context(viewport=CONSOLE)
-    try:
-        page = await context.new_page()
-        page.set_default_timeout(15000)
-        yield Console(page)
-    finally:
-        await context.close()
-
-
-@contextlib.asynccontextmanager
-async def api_client(served: ServedSite) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=served.base_url, timeout=30) as client:
-        yield client
-
-
-@pytest.fixture
-async def console(served_site: ServedSite, browser: Any) -> AsyncIterator[Console]:
-    async with console_page(browser) as page:
-        yield page
-
-
-@pytest.fixture
-async def http(served_site: ServedSite) -> AsyncIterator[httpx.AsyncClient]:
-    async with api_client(served_site) as client:
-        yield client
-
-
-async def signed_in(console: Console, served: ServedSite) -> None:
-    await console.sign_in(served)
-    await expect(console.page.get_by_text("Live", exact=True)).to_be_visible()
-    await expect(console.tile("A01")).to_have_attribute("data-state", "free")
-
-
-async def next_event(
-    watcher: Watcher, type_: str, where: Callable[[Envelope], bool] = lambda _e: True
-) -> Envelope:
-    """The next committed event of ``type_`` that matches, from the controller's own feed."""
-    async with asyncio.timeout(30):
-        while True:
-            event = await watcher.next()
-            if event.type == type_ and where(event):
-                return event
 
 
 # ---- sign in ---------------------------------------------------------------------------------

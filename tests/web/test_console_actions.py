@@ -1,49 +1,27 @@
 """The operator's actions from the console: opening, disabling and enabling a compartment, an
 error from the controller, and held cabinet sessions voided and settled again.
 
-Same set-up as test_console.py (whose page helpers and fixtures this file uses): Chromium on the
-controller serving a simulated site; the shopper and the hardware are played through the real
-HTTP API and the simulators.
+Same set-up as test_console.py (page helpers in console_support.py, fixtures in conftest.py):
+Chromium on the controller serving a simulated site; the shopper and the hardware are played
+through the real HTTP API and the simulators.
 """
 
 from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator
 from datetime import timedelta
-from typing import Any
 
 import httpx
-import pytest
+from playwright.async_api import expect
 
 from edge.db import Transaction
 from edge.demo.site import add_demo_catalog
-from tests.web.browser import KIOSK_TOKEN, OPERATOR_TOKEN, ServedSite
-from tests.web.test_console import (
-    Console,
-    Screenshot,
-    api_client,
-    console_page,
-    expect,
-    next_event,
-    signed_in,
-)
+from tests.web.browser import KIOSK_TOKEN, OPERATOR_TOKEN, Screenshot, ServedSite, next_event
+from tests.web.console_support import Console, signed_in
 
 KIOSK = {"X-Kiosk-Token": KIOSK_TOKEN}
 OPERATOR = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
-
-
-@pytest.fixture
-async def console(served_site: ServedSite, browser: Any) -> AsyncIterator[Console]:
-    async with console_page(browser) as page:
-        yield page
-
-
-@pytest.fixture
-async def http(served_site: ServedSite) -> AsyncIterator[httpx.AsyncClient]:
-    async with api_client(served_site) as client:
-        yield client
 
 
 async def test_operator_opens_disables_and_enables_a_compartment(

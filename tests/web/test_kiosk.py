@@ -6,63 +6,12 @@ a resident picks up, in portrait and landscape."""
 
 from __future__ import annotations
 
-import re
-from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 from playwright.async_api import expect
 
-from edge.demo.site import COURIER_CREDENTIAL, COURIER_ID
-from tests.web.browser import LANDSCAPE, PORTRAIT, ServedSite
-from tests.web.kiosk_support import Kiosk, deposit_by_api, open_kiosk
-
-Screenshot = Callable[[Any, str], Awaitable[Path]]
-DOOR_OPEN = re.compile(r"^柜门 (\S+) 已打开$")
-
-
-async def sign_in_by_typing(kiosk: Kiosk) -> None:
-    page = kiosk.page
-    await page.get_by_role("button", name="快递员投递").click()
-    await expect(page.get_by_role("heading", name="快递员登录")).to_be_visible()
-    await page.get_by_role("button", name="输入工号和密码").click()
-    await kiosk.type_on("工号", COURIER_ID)
-    await expect(page.get_by_role("textbox", name="工号")).to_have_value(COURIER_ID)
-    await page.get_by_role("button", name="下一步").click()
-    await kiosk.type_on("密码", COURIER_CREDENTIAL)
-    await page.get_by_role("button", name="登录").click()
-    await expect(page.get_by_role("heading", name="请扫描包裹条码")).to_be_visible()
-
-
-async def deposit(
-    kiosk: Kiosk, served: ServedSite, parcel: str, screenshot: Screenshot, prefix: str
-) -> str:
-    """From the parcel screen: type the code, choose S, see the door, close it. Returns the
-    compartment and leaves the page on the deposited screen."""
-    page = kiosk.page
-    await screenshot(page, f"{prefix}-2-parcel")
-    await kiosk.type_on("运单号", parcel)
-    await expect(page.get_by_role("textbox", name="运单号")).to_have_value(parcel)
-    await page.get_by_role("button", name="下一步").click()
-    await expect(page.get_by_role("heading", name="请选择格口尺寸")).to_be_visible()
-    size_s = page.get_by_role("button", name=re.compile(r"^S 常温"))
-    await expect(size_s).to_be_enabled()
-    await screenshot(page, f"{prefix}-3-sizes")
-    await size_s.click()
-    door = page.get_by_role("heading", name=DOOR_OPEN)
-    await expect(door).to_be_visible()
-    match = DOOR_OPEN.match(await door.inner_text())
-    assert match is not None
-    compartment = match.group(1)
-    assert compartment in {"A01", "A02", "A03", "A04"}  # the S compartments of the site
-    await expect(page.locator("[data-compartment]")).to_have_text(compartment)
-    await expect(page.get_by_text("请放入包裹，然后关好柜门")).to_be_visible()
-    await screenshot(page, f"{prefix}-4-door-open")
-    served.site.close_door(compartment)
-    await expect(page.get_by_role("heading", name=f"已存入 {compartment}")).to_be_visible()
-    await expect(page.locator("[data-pickup-code]")).to_have_text(re.compile(r"^\d{6,12}$"))
-    await screenshot(page, f"{prefix}-5-deposited")
-    return compartment
+from tests.web.browser import LANDSCAPE, PORTRAIT, Screenshot, ServedSite
+from tests.web.kiosk_support import deposit, deposit_by_api, open_kiosk, sign_in_by_typing
 
 
 async def test_a_courier_deposits_a_parcel_at_the_screen(

@@ -10,9 +10,8 @@ from typing import Any
 
 from playwright.async_api import expect
 
-from edge.demo.site import COURIER_ID
 from tests.web.browser import PORTRAIT, ServedSite
-from tests.web.kiosk_support import disable, open_kiosk
+from tests.web.kiosk_support import disable, open_kiosk, type_courier_sign_in
 
 
 async def test_a_deposit_with_no_free_compartment_of_the_size_asks_for_another(
@@ -20,12 +19,7 @@ async def test_a_deposit_with_no_free_compartment_of_the_size_asks_for_another(
 ) -> None:
     kiosk = await open_kiosk(browser, served_site, PORTRAIT)
     page = kiosk.page
-    await page.get_by_role("button", name="快递员投递").click()
-    await page.get_by_role("button", name="输入工号和密码").click()
-    await kiosk.type_on("工号", COURIER_ID)
-    await page.get_by_role("button", name="下一步").click()
-    await kiosk.type_on("密码", "2468")
-    await page.get_by_role("button", name="登录").click()
+    await type_courier_sign_in(kiosk)
     await kiosk.type_on("运单号", "SF000111")
     await page.get_by_role("button", name="下一步").click()
     size_s = page.get_by_role("button", name=re.compile(r"^S 常温"))
@@ -46,12 +40,7 @@ async def test_a_courier_with_a_wrong_pin_is_told_and_stays_at_sign_in(
 ) -> None:
     kiosk = await open_kiosk(browser, served_site, PORTRAIT)
     page = kiosk.page
-    await page.get_by_role("button", name="快递员投递").click()
-    await page.get_by_role("button", name="输入工号和密码").click()
-    await kiosk.type_on("工号", COURIER_ID)
-    await page.get_by_role("button", name="下一步").click()
-    await kiosk.type_on("密码", "0000")
-    await page.get_by_role("button", name="登录").click()
+    await type_courier_sign_in(kiosk, pin="0000")
     await expect(page.get_by_role("alert")).to_have_text("工号或密码不正确。 还可以尝试 4 次。")
     await expect(page.get_by_role("heading", name="请输入密码")).to_be_visible()
     await expect(page.get_by_role("textbox", name="密码")).to_have_value("")

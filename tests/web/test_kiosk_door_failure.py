@@ -6,16 +6,12 @@ to do next."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 from playwright.async_api import expect
 
-from tests.web.browser import PORTRAIT, ServedSite
+from tests.web.browser import PORTRAIT, Screenshot, ServedSite
 from tests.web.kiosk_support import deposit_by_api, open_kiosk
-
-Screenshot = Callable[[Any, str], Awaitable[Path]]
 
 
 async def test_a_jammed_door_is_explained_at_the_kiosk(

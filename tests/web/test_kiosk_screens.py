@@ -6,16 +6,12 @@ without face payment."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 from playwright.async_api import expect
 
-from tests.web.browser import LANDSCAPE, PORTRAIT, ServedSite, accessibility_violations
+from tests.web.browser import LANDSCAPE, PORTRAIT, Screenshot, ServedSite, accessibility_violations
 from tests.web.kiosk_support import deposit_by_api, open_kiosk
-
-Screenshot = Callable[[Any, str], Awaitable[Path]]
 
 
 async def test_one_tap_switches_the_screen_to_english_and_back(

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -22,17 +22,19 @@ import pytest
 from playwright.async_api import TimeoutError as PlaywrightTimeout
 from playwright.async_api import expect
 
-from edge.api.feed import Watcher
 from edge.app import EdgeApp
 from edge.demo.facepay import MEMBER_ID, REACTION_S, RETRY_S, FaceDemo, enroll, prepare_face_demo
 from edge.demo.run import UpstreamLink
 from edge.demo.shopper import SimulatedShopper
 from edge.demo.site import DEMO_PRODUCTS, KIOSK_ID, SimulatedSite, add_demo_catalog
-from edge.outbox.store import Envelope
-from tests.web.browser import PORTRAIT, ServedSite, accessibility_violations
+from tests.web.browser import (
+    PORTRAIT,
+    Screenshot,
+    ServedSite,
+    accessibility_violations,
+    next_event,
+)
 from tests.web.kiosk_support import Kiosk, open_kiosk
-
-Screenshot = Callable[[Any, str], Awaitable[Path]]
 
 PER_PRODUCT = 5
 CABINET_NAME = "Snacks and drinks"
@@ -113,17 +115,6 @@ async def face_site(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Async
             await app.stop()
         await face.stop()
         await site.stop()
-
-
-async def next_event(
-    watcher: Watcher, type_: str, where: Callable[[Envelope], bool] = lambda _e: True
-) -> Envelope:
-    """The next committed event of ``type_`` that matches, from the controller's own feed."""
-    async with asyncio.timeout(30):
-        while True:
-            event = await watcher.next()
-            if event.type == type_ and where(event):
-                return event
 
 
 async def choose_the_cabinet(kiosk: Kiosk, screenshot: Screenshot) -> None:

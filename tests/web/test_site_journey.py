@@ -6,18 +6,13 @@ collects it there, and the operator console, open all along, shows each state as
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 from playwright.async_api import expect
 
-from tests.web.browser import PORTRAIT, ServedSite, accessibility_violations
-from tests.web.kiosk_support import open_kiosk
-from tests.web.test_console import console_page, signed_in
-from tests.web.test_kiosk import deposit, sign_in_by_typing
-
-Screenshot = Callable[[Any, str], Awaitable[Path]]
+from tests.web.browser import PORTRAIT, Screenshot, ServedSite, accessibility_violations
+from tests.web.console_support import console_page, signed_in
+from tests.web.kiosk_support import deposit, open_kiosk, sign_in_by_typing
 
 
 async def test_a_parcel_deposited_and_collected_at_the_kiosk_shows_on_the_console(
