@@ -16,7 +16,8 @@ from sqlmodel import Session, col, select
 
 from edge.clock import Clock, as_utc
 from edge.commands.dispatcher import CommandDispatcher
-from edge.db.tables import CabinetSession, Compartment, OutboxEvent
+from edge.db.tables import CabinetSession, Compartment
+from edge.outbox.cursor import oldest_pending_ts
 from edge.outbox.cursor import position as outbox_position
 from edge.outbox.retention import OutboxKeeper
 from edge.outbox.store import Envelope
@@ -322,12 +323,7 @@ class Metrics:
         )
         position = outbox_position(session)
         self.outbox_pending.set(position.pending)
-        oldest = session.exec(
-            select(OutboxEvent.ts)
-            .where(OutboxEvent.seq > position.acked)
-            .order_by(OutboxEvent.seq)  # type: ignore[arg-type]
-            .limit(1)
-        ).first()
+        oldest = oldest_pending_ts(session, position.acked)
         age = (
             (clock.now() - as_utc(datetime.fromisoformat(oldest))).total_seconds()
             if oldest is not None

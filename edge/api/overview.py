@@ -18,6 +18,7 @@ from edge.api.cabinets import CabinetOut, cabinet_out
 from edge.api.schemas import CompartmentOut, DeviceOut, EventOut
 from edge.clock import as_utc, rfc3339
 from edge.db.tables import CabinetSession, Compartment, OutboxEvent
+from edge.outbox.cursor import oldest_pending_ts
 from edge.outbox.cursor import position as outbox_position
 from edge.outbox.store import envelope_of
 
@@ -140,12 +141,7 @@ async def build_overview(edge: EdgeApp) -> Overview:
         compartments = s.exec(select(Compartment).order_by(col(Compartment.id))).all()
         held = _sessions(s, "held", 100)
         pos = outbox_position(s)
-        oldest = s.exec(
-            select(OutboxEvent.ts)
-            .where(OutboxEvent.seq > pos.acked)
-            .order_by(col(OutboxEvent.seq))
-            .limit(1)
-        ).first()
+        oldest = oldest_pending_ts(s, pos.acked)
         recent = s.exec(
             select(OutboxEvent).order_by(col(OutboxEvent.seq).desc()).limit(RECENT_EVENTS)
         ).all()

@@ -55,6 +55,15 @@ def position(session: Session) -> Position:
     return Position(acked=int(rows[ACKED_COUNTER]), last=int(rows[SEQ_COUNTER]))
 
 
+def oldest_pending_ts(session: Session, acked: int) -> str | None:
+    """When the oldest event not yet delivered was written (its ``ts``), or None if none waits."""
+    ts: str | None = session.execute(
+        text("SELECT ts FROM outbox_event WHERE seq > :acked ORDER BY seq LIMIT 1"),
+        {"acked": acked},
+    ).scalar()
+    return ts
+
+
 def read_batches(
     session: Session,
     site: str,
